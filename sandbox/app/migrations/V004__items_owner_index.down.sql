@@ -1,0 +1,3 @@
+-- runbook: no-transaction
+
+DROP INDEX CONCURRENTLY IF EXISTS items_owner_idx;

@@ -1,0 +1,3 @@
+-- runbook: allow-destructive
+
+ALTER TABLE items DROP COLUMN slug;

@@ -1,0 +1,771 @@
+"""The runbook.release sandbox: real services on 127.0.0.1 for the demo and the tests.
+
+Brings up, idempotently, on a Debian 12 machine where we are root:
+Docker Engine (+ Compose v2), a local image registry, a debootstrap base image, the demo images (good, new
+and fault variants), PostgreSQL, an S3 API (moto), the Statuspage/chat stand-in, and the demo compose stack.
+Everything it starts is recorded under SANDBOX_HOME so that `down` removes exactly that and nothing else.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX_SRC = REPO / "sandbox"
+VENV_BIN = REPO / ".venv" / "bin"
+HOME = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
+CACHE = Path(os.environ.get("RUNBOOK_CACHE", Path.home() / ".cache" / "runbook-release"))
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+HOST = "127.0.0.1"
+PORTS = {
+    "registry": 5000,
+    "proxy_http": 8080,
+    "proxy_https": 8443,
+    "postgres": 55432,
+    "s3": 9000,
+    "statuspage": 8090,
+    "webhook": 8091,
+}
+REGISTRY = f"{HOST}:{PORTS['registry']}"
+PROJECT = "rbdemo"
+BASE_IMAGE = "local/base:bookworm"
+BASE_PACKAGES = ["python3", "python3-psycopg2", "nginx-light", "curl", "ca-certificates"]
+PROXY_VERSION = "1.0"
+APP_SERVICES = ("api", "web", "worker")
+GOOD_VERSION = "v1.2.2"
+# tag -> (APP_SCHEMA, highest migration shipped, fault)
+RELEASES = {
+    "v1.2.2": (1, 3, ""),
+    "v1.2.3": (2, 6, ""),
+    "v1.2.4-unhealthy": (2, 6, "unhealthy"),
+    "v1.2.4-crash": (2, 6, "crash"),
+    "v1.2.4-errors": (2, 6, "errors"),
+    "v1.2.4-slow": (2, 6, "slow"),
+}
+DB_NAME = "appdb"
+DB_USER = "app"
+S3_BUCKET = "runbook-backups"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox-secret",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+STATUSPAGE_PAGE_ID = "rbsbx0000001"
+TLS_DAYS = 10
+SECRET_NAMES = ("postgres_password", "app_db_password", "statuspage_api_key")
+
+
+class SandboxError(Exception):
+    """A failure the operator can act on; the message says what and how."""
+
+
+def log(msg):
+    print(f"sandbox: {msg}", flush=True)
+
+
+def run(argv, check=True, env=None, capture=True, timeout=600, cwd=None):
+    """Run an argv list; on failure raise with the command, rc and output tail."""
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(argv, env=full_env, cwd=cwd, timeout=timeout, text=True, check=False,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        tail = ((proc.stderr or "") + (proc.stdout or "")).strip()[-2000:]
+        raise SandboxError(f"command failed (rc={proc.returncode}): {' '.join(map(str, argv))}\n{tail}")
+    return proc
+
+
+def http_get(url, timeout=3.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return None, b""
+
+
+def wait_for(what, predicate, timeout=60.0, interval=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise SandboxError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+# --- ports and prerequisites -------------------------------------------------------------------------------
+
+def port_owner(port):
+    proc = run(["ss", "-ltnpH", f"sport = :{port}"], check=False)
+    return proc.stdout.strip() or "unknown process"
+
+
+def port_is_free(port, host=HOST):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_port(name, port):
+    if not port_is_free(port):
+        raise SandboxError(
+            f"port {HOST}:{port} (needed for {name}) is already in use by: {port_owner(port)}. "
+            f"Stop that process, or run 'scripts/sandbox down' if it is a sandbox left from another checkout.")
+
+
+PREREQUISITES = [
+    ("dockerd", "docker.io"), ("docker", "docker.io"), ("docker-registry", "docker-registry"),
+    ("debootstrap", "debootstrap"), ("openssl", "openssl"), ("runuser", "util-linux"), ("ss", "iproute2"),
+    ("psql", "postgresql-client"),
+]
+
+
+def check_prerequisites():
+    missing = [f"{cmd} (Debian package {pkg})" for cmd, pkg in PREREQUISITES if not shutil.which(cmd)]
+    if not (PG_BIN / "initdb").exists():
+        missing.append(f"{PG_BIN}/initdb (Debian package postgresql)")
+    for tool in ("moto_server", "ansible-playbook"):
+        if not (VENV_BIN / tool).exists():
+            missing.append(f"{VENV_BIN / tool} (Python tooling)")
+    if os.geteuid() != 0:
+        missing.append("root privileges (the sandbox starts dockerd and PostgreSQL)")
+    if missing:
+        raise SandboxError("missing prerequisites: " + "; ".join(missing) + ". Run 'make deps' to install them.")
+    if shutil.which("docker") and run(["docker", "compose", "version"], check=False).returncode != 0:
+        raise SandboxError("the Docker Compose v2 plugin is missing ('docker compose version' fails). "
+                           "Run 'make deps' to install it.")
+
+
+# --- processes we own ----------------------------------------------------------------------------------------
+
+class Process:
+    """A long-running process started by the sandbox, tracked by a pid file."""
+
+    def __init__(self, name, argv, port=None, marker=None, ready=None, env=None):
+        self.name, self.argv, self.port, self.env = name, argv, port, env
+        self.marker = marker or Path(argv[0]).name
+        self.ready = ready
+        self.pidfile = HOME / "run" / f"{name}.pid"
+        self.logfile = HOME / "log" / f"{name}.log"
+
+    def pid(self):
+        try:
+            pid = int(self.pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            return None
+        return pid if self.marker in cmdline else None
+
+    def running(self):
+        return self.pid() is not None
+
+    def start(self):
+        if self.running():
+            return False
+        if self.port:
+            require_port(self.name, self.port)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as out:
+            proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=dict(os.environ, **(self.env or {})))
+        self.pidfile.write_text(str(proc.pid))
+        try:
+            wait_for(self.name, lambda: proc.poll() is None and (self.ready is None or self.ready()), 60)
+        except SandboxError:
+            tail = self.logfile.read_text(errors="replace")[-1500:]
+            raise SandboxError(f"{self.name} failed to start (log {self.logfile}):\n{tail}") from None
+        return True
+
+    def stop(self):
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                _reap(pid)
+                time.sleep(0.1)
+            if not Path(f"/proc/{pid}").exists():
+                break
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def docker_ready():
+    return run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=20).returncode == 0
+
+
+def processes():
+    reg_cfg = HOME / "registry" / "config.yml"
+    secrets_dir = HOME / "secrets"
+    return {
+        "dockerd": Process("dockerd", ["dockerd"], ready=docker_ready),
+        "registry": Process("registry", ["docker-registry", "serve", str(reg_cfg)], port=PORTS["registry"],
+                            marker="docker-registry",
+                            ready=lambda: http_get(f"http://{REGISTRY}/v2/")[0] == 200),
+        "s3": Process("s3", [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(PORTS["s3"])],
+                      port=PORTS["s3"], marker="moto_server",
+                      ready=lambda: http_get(f"http://{HOST}:{PORTS['s3']}/moto-api/")[0] is not None),
+        "saas": Process("saas", [str(VENV_BIN / "python"), str(SANDBOX_SRC / "fakes" / "saas.py"),
+                                 "--host", HOST, "--statuspage-port", str(PORTS["statuspage"]),
+                                 "--webhook-port", str(PORTS["webhook"]), "--page-id", STATUSPAGE_PAGE_ID,
+                                 "--keys-file", str(secrets_dir / "statuspage_api_key"),
+                                 "--state-file", str(HOME / "saas" / "state.json")],
+                        port=PORTS["statuspage"], marker="saas.py",
+                        ready=lambda: http_get(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/health")[0] == 200),
+    }
+
+
+# --- secrets ---------------------------------------------------------------------------------------------------
+
+def secret(name):
+    return (HOME / "secrets" / name).read_text().strip()
+
+
+def ensure_secrets():
+    sdir = HOME / "secrets"
+    sdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(sdir, 0o700)
+    for name in SECRET_NAMES:
+        path = sdir / name
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(24) + "\n")
+
+
+# --- Docker, registry, images ------------------------------------------------------------------------------------
+
+def ensure_docker(procs):
+    if docker_ready():
+        return
+    log("starting Docker Engine (dockerd)")
+    procs["dockerd"].start()
+    (HOME / "run" / "dockerd.owned").touch()
+
+
+def ensure_registry(procs):
+    cfg = HOME / "registry" / "config.yml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {HOME / 'registry' / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{REGISTRY}'}}\n")
+    if procs["registry"].start():
+        log(f"registry started on {REGISTRY}")
+
+
+def image_label(image, label):
+    proc = run(["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{label}" }}}}', image],
+               check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_base_image():
+    key = hashlib.sha256(" ".join(BASE_PACKAGES).encode()).hexdigest()[:12]
+    if image_label(BASE_IMAGE, "runbook.sandbox.base") == key:
+        return
+    tarball = CACHE / f"rootfs-bookworm-{key}.tar"
+    if not tarball.exists():
+        log("building the base image rootfs with debootstrap (about a minute; cached afterwards)")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), "bookworm",
+                 str(rootfs), "http://deb.debian.org/debian"], timeout=1200)
+            for debs in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+                debs.unlink()
+            shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+            partial = tarball.with_suffix(".partial")
+            run(["tar", "-C", str(rootfs), "-cf", str(partial), "."])
+            partial.rename(tarball)
+    log(f"importing {BASE_IMAGE}")
+    run(["docker", "import", "--change", f"LABEL runbook.sandbox.base={key}", "--change", "LABEL runbook.sandbox=1",
+         str(tarball), BASE_IMAGE])
+
+
+def tree_digest(paths, extra=""):
+    digest = hashlib.sha256(extra.encode())
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def registry_has(repo, tag):
+    req = urllib.request.Request(f"http://{REGISTRY}/v2/{repo}/manifests/{tag}", method="HEAD", headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def build_and_push(repo, tag, context, build_args, digest):
+    image = f"{REGISTRY}/{repo}:{tag}"
+    if image_label(image, "runbook.sandbox.build") != digest:
+        argv = ["docker", "build", "-q", "-t", image, "--label", f"runbook.sandbox.build={digest}",
+                "--label", "runbook.sandbox=1"]
+        for key, value in build_args.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        run(argv + [str(context)], timeout=600)
+        run(["docker", "push", "-q", image], timeout=600)
+        return True
+    if not registry_has(repo, tag):
+        run(["docker", "push", "-q", image], timeout=600)
+        return True
+    return False
+
+
+def migrations_upto(limit):
+    """The migration files a release ships: V001..V<limit>, with their down and verify scripts."""
+    files = []
+    for path in sorted((SANDBOX_SRC / "app" / "migrations").glob("V*.sql")):
+        if int(path.name[1:4]) <= limit:
+            files.append(path)
+    return files
+
+
+def ensure_images():
+    built = []
+    proxy_src = SANDBOX_SRC / "proxy"
+    proxy_files = [proxy_src / n for n in ("Dockerfile", "nginx.conf", "maintenance.html")]
+    if build_and_push("demo/proxy", PROXY_VERSION, proxy_src, {"PROXY_VERSION": PROXY_VERSION},
+                      tree_digest(proxy_files, PROXY_VERSION)):
+        built.append(f"demo/proxy:{PROXY_VERSION}")
+    app_src = SANDBOX_SRC / "app"
+    app_files = [app_src / n for n in ("Dockerfile", "app.py", "healthcheck.py")]
+    for tag, (schema, upto, fault) in RELEASES.items():
+        migrations = migrations_upto(upto)
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = Path(tmp)
+            for path in app_files:
+                shutil.copy(path, ctx / path.name)
+            (ctx / "migrations").mkdir()
+            for path in migrations:
+                shutil.copy(path, ctx / "migrations" / path.name)
+            commit = hashlib.sha1(tag.encode()).hexdigest()
+            for service in APP_SERVICES:
+                args = {"SERVICE_NAME": service, "APP_VERSION": tag, "APP_COMMIT": commit, "APP_FAULT": fault,
+                        "APP_SCHEMA": str(schema)}
+                digest = tree_digest(app_files + migrations, json.dumps(args, sort_keys=True))
+                if build_and_push(f"demo/{service}", tag, ctx, args, digest):
+                    built.append(f"demo/{service}:{tag}")
+        publish_artifacts(tag, migrations)
+    if built:
+        log(f"built and pushed {len(built)} images to {REGISTRY}")
+
+
+def publish_artifacts(tag, migrations):
+    """Each release's migrations on the host, as a deploy checkout would have them."""
+    dest = HOME / "artifacts" / tag / "migrations"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for path in migrations:
+        shutil.copy(path, dest / path.name)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------------------
+
+class PgPaths:
+    """Where the sandbox's PostgreSQL cluster lives."""
+
+    base = HOME / "postgres"
+    data = base / "data"
+    socket = base / "socket"
+    log = HOME / "log" / "postgres.log"
+
+
+def pg_running():
+    if not PgPaths.data.exists():
+        return False
+    return run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(PgPaths.data), "status"],
+               check=False).returncode == 0
+
+
+def pg_env(user="postgres", database="postgres"):
+    # Passwords reach client programs through the environment, never argv.
+    password = secret("postgres_password" if user == "postgres" else "app_db_password")
+    return {"PGHOST": HOST, "PGPORT": str(PORTS["postgres"]), "PGUSER": user, "PGDATABASE": database,
+            "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"}
+
+
+def psql(sql, user="postgres", database="postgres"):
+    proc = run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg_env(user, database))
+    return proc.stdout.strip()
+
+
+def ensure_postgres():
+    base, data, sock, logfile = PgPaths.base, PgPaths.data, PgPaths.socket, PgPaths.log
+    if pg_running():
+        return
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o755)
+    for path in (data, sock):
+        path.mkdir(exist_ok=True)
+        shutil.chown(path, "postgres", "postgres")
+    os.chmod(data, 0o700)
+    os.chmod(sock, 0o755)
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    logfile.touch()
+    shutil.chown(logfile, "postgres", "postgres")
+    if not (data / "PG_VERSION").exists():
+        log("initialising PostgreSQL 15")
+        pwfile = base / ".pwfile"
+        pwfile.write_text(secret("postgres_password") + "\n")
+        shutil.chown(pwfile, "postgres", "postgres")
+        os.chmod(pwfile, 0o600)
+        try:
+            run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                 "-A", "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+    require_port("postgres", PORTS["postgres"])
+    log(f"starting PostgreSQL on {HOST}:{PORTS['postgres']}")
+    opts = f"-p {PORTS['postgres']} -c listen_addresses={HOST} -k {sock} -c max_connections=100"
+    run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(logfile),
+         "-o", opts, "-w", "-t", "60", "start"])
+
+
+def reset_database(with_schema):
+    """Recreate the application database: empty, or at the good release's schema with its seed data."""
+    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' "
+         "AND pid <> pg_backend_pid()")
+    psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
+    psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+    if not with_schema:
+        return
+    # Applied by hand as the seeds do (psql -f per file), remembered Supabase-style in schema_migrations.
+    psql("CREATE TABLE schema_migrations (version text PRIMARY KEY, name text NOT NULL, "
+         "inserted_at timestamptz NOT NULL DEFAULT now())", user=DB_USER, database=DB_NAME)
+    for path in migrations_upto(RELEASES[GOOD_VERSION][1]):
+        if path.name.endswith((".down.sql", ".verify.sql")):
+            continue
+        run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(path)],
+            env=pg_env(DB_USER, DB_NAME))
+        version, name = path.stem.split("__", 1)
+        psql(f"INSERT INTO schema_migrations (version, name) VALUES ('{version}', '{name}')",
+             user=DB_USER, database=DB_NAME)
+
+
+def ensure_app_role():
+    exists = psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'")
+    verb = "ALTER" if exists == "1" else "CREATE"
+    # The password travels inside the SQL text over the local connection; the server does not log statements.
+    pw = secret("app_db_password").replace("'", "''")
+    psql(f"{verb} ROLE {DB_USER} LOGIN PASSWORD '{pw}'")
+
+
+def database_exists():
+    return psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") == "1"
+
+
+# --- S3 and SaaS stand-ins ---------------------------------------------------------------------------------------
+
+def ensure_bucket():
+    import boto3  # the sandbox runs in .venv, which has it
+
+    client = boto3.client("s3", endpoint_url=f"http://{HOST}:{PORTS['s3']}",
+                          aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                          region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"])
+    names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if S3_BUCKET not in names:
+        client.create_bucket(Bucket=S3_BUCKET)
+        client.put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
+# --- the demo stack ------------------------------------------------------------------------------------------------
+
+def stack_dir():
+    return HOME / "stack"
+
+
+def compose(*args, check=True, timeout=300):
+    return run(["docker", "compose", "--project-directory", str(stack_dir()), *args], check=check,
+               timeout=timeout)
+
+
+def ensure_tls():
+    tls = stack_dir() / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    cert = tls / "cert.pem"
+    # Renew when fewer than 3 days are left, so TLS checks see a valid but short-lived certificate.
+    if cert.exists() and run(["openssl", "x509", "-checkend", str(3 * 86400), "-noout", "-in", str(cert)],
+                             check=False).returncode == 0:
+        return False
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(TLS_DAYS), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(tls / "key.pem"), "-out", str(cert)])
+    os.chmod(tls / "key.pem", 0o644)  # read by nginx's worker inside the container
+    return True
+
+
+def write_file(path, text, mode=0o644):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def write_stack(version):
+    """The compose project as an operator's host has it: compose file, .env pinning the release, app.env."""
+    sdir = stack_dir()
+    (sdir / "maintenance").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SANDBOX_SRC / "stack" / "compose.yaml", sdir / "compose.yaml")
+    sock = PgPaths.socket
+    env_lines = ["# Compose variables of the demo stack; SERVICE_VERSION pins the release.",
+                 f"REGISTRY={REGISTRY}", f"PROXY_VERSION={PROXY_VERSION}", f"PG_SOCKET_DIR={sock}"]
+    if version:
+        env_lines.append(f"SERVICE_VERSION={version}")
+    write_file(sdir / ".env", "\n".join(env_lines) + "\n")
+    example = [line.split("=", maxsplit=1)[0] + "=" if "=" in line else line
+               for line in env_lines + ["SERVICE_VERSION=v0.0.0"]]
+    write_file(sdir / ".env.example", "\n".join(dict.fromkeys(example)) + "\n")
+    write_file(sdir / "app.env", "\n".join([
+        "# Application settings (secrets: mode 0600).", "PGHOST=/run/postgresql", f"PGPORT={PORTS['postgres']}",
+        f"PGDATABASE={DB_NAME}", f"PGUSER={DB_USER}", f"PGPASSWORD={secret('app_db_password')}",
+        "APP_DRAIN_SECONDS=1"]) + "\n", mode=0o600)
+    ensure_tls()
+
+
+def stack_containers():
+    if not docker_ready():
+        return []
+    proc = run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                "--format", "{{.ID}} {{.Label \"com.docker.compose.service\"}} {{.State}}"], check=False)
+    return [line.split() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def deploy_stack():
+    for name in ("proxy_http", "proxy_https"):
+        require_port(name, PORTS[name])
+    log(f"deploying the demo stack at {GOOD_VERSION}")
+    compose("up", "-d", "--wait", "--wait-timeout", "180", "--remove-orphans", timeout=400)
+
+
+def deployed_version():
+    status, body = http_get(f"http://{HOST}:{PORTS['proxy_http']}/api/version")
+    if status == 200:
+        try:
+            return json.loads(body).get("version")
+        except ValueError:
+            return None
+    return None
+
+
+# --- commands --------------------------------------------------------------------------------------------------------
+
+def cmd_up(args):
+    check_prerequisites()
+    HOME.mkdir(parents=True, exist_ok=True)
+    ensure_secrets()
+    procs = processes()
+    ensure_docker(procs)
+    ensure_registry(procs)
+    ensure_base_image()
+    ensure_images()
+    ensure_postgres()
+    ensure_app_role()
+    if procs["s3"].start():
+        log(f"S3 API (moto) started on {HOST}:{PORTS['s3']}")
+    ensure_bucket()
+    (HOME / "saas").mkdir(exist_ok=True)
+    if procs["saas"].start():
+        log(f"Statuspage and chat webhook stand-ins started on {HOST}:{PORTS['statuspage']}/{PORTS['webhook']}")
+
+    empty = args.empty
+    deployed = any(state == "running" for _cid, _service, state in stack_containers())
+    if args.reset or empty or not deployed:
+        if stack_containers():
+            compose("down", "--remove-orphans", "--timeout", "5", check=False)
+        if args.reset or empty or not database_exists():
+            reset_database(with_schema=not empty)
+        write_stack(None if empty else GOOD_VERSION)
+        (stack_dir() / "maintenance" / "enabled").unlink(missing_ok=True)
+        if not empty:
+            deploy_stack()
+    elif ensure_tls():
+        compose("exec", "-T", "proxy", "nginx", "-s", "reload", check=False)
+    print_endpoints(status_data())
+    return 0
+
+
+def stop_stack():
+    if not docker_ready():
+        return
+    if (stack_dir() / "compose.yaml").exists():
+        compose("down", "--remove-orphans", "--volumes", "--timeout", "5", check=False)
+    leftovers = [container[0] for container in stack_containers()]
+    if leftovers:
+        run(["docker", "rm", "-f", *leftovers], check=False)
+    run(["docker", "network", "rm", f"{PROJECT}_default"], check=False)
+
+
+def cmd_down(args):
+    procs = processes()
+    stop_stack()
+    if args.purge and docker_ready():
+        ids = run(["docker", "images", "-q", "--filter", "label=runbook.sandbox=1"], check=False).stdout.split()
+        if ids:
+            run(["docker", "rmi", "-f", *sorted(set(ids))], check=False)
+    for name in ("saas", "s3", "registry"):
+        if procs[name].stop():
+            log(f"stopped {name}")
+    if pg_running():
+        run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(PgPaths.data), "-m", "fast", "-w",
+             "stop"], check=False)
+        log("stopped postgres")
+    owned = HOME / "run" / "dockerd.owned"
+    if owned.exists():
+        procs["dockerd"].stop()
+        owned.unlink()
+        log("stopped dockerd (the sandbox had started it)")
+    # Runtime state goes; the registry's storage stays as a cache unless --purge.
+    for sub in ("postgres", "stack", "saas", "run", "secrets", "artifacts"):
+        shutil.rmtree(HOME / sub, ignore_errors=True)
+    if args.purge:
+        shutil.rmtree(HOME, ignore_errors=True)
+        for tarball in CACHE.glob("rootfs-bookworm-*.tar"):
+            tarball.unlink()
+    log("down: nothing of the sandbox is running")
+    return 0
+
+
+def status_data():
+    procs = processes()
+    containers = stack_containers()
+    health = {}
+    for cid, service, _state in containers:
+        proc = run(["docker", "inspect", "--format",
+                    "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", cid],
+                   check=False)
+        health.setdefault(service, []).append(proc.stdout.strip())
+    return {
+        "home": str(HOME),
+        "docker": docker_ready(),
+        "registry": {"running": procs["registry"].running(), "url": f"http://{REGISTRY}"},
+        "postgres": {"running": pg_running(), "host": HOST, "port": PORTS["postgres"], "database": DB_NAME,
+                     "user": DB_USER, "password_file": str(HOME / "secrets" / "app_db_password"),
+                     "admin_password_file": str(HOME / "secrets" / "postgres_password"),
+                     "socket_dir": str(PgPaths.socket)},
+        "s3": {"running": procs["s3"].running(), "endpoint_url": f"http://{HOST}:{PORTS['s3']}",
+               "bucket": S3_BUCKET, **{k.lower(): v for k, v in S3_CREDENTIALS.items()}},
+        "statuspage": {"running": procs["saas"].running(), "api_url": f"http://{HOST}:{PORTS['statuspage']}/v1",
+                       "page_id": STATUSPAGE_PAGE_ID, "api_key_file": str(HOME / "secrets" / "statuspage_api_key")},
+        "webhook": {"running": procs["saas"].running(),
+                    "url": f"http://{HOST}:{PORTS['webhook']}/hooks/releases"},
+        "stack": {"project": PROJECT, "project_src": str(stack_dir()), "services": health,
+                  "version": deployed_version(),
+                  "maintenance": (stack_dir() / "maintenance" / "enabled").exists()},
+        "proxy": {"http": f"http://{HOST}:{PORTS['proxy_http']}", "https": f"https://localhost:{PORTS['proxy_https']}"},
+        "artifacts": str(HOME / "artifacts"),
+    }
+
+
+def print_endpoints(data):
+    stack = data["stack"]
+    deployed = stack["version"] or ("nothing deployed (empty mode)" if not stack["services"] else "not answering")
+    lines = [
+        f"sandbox is up — demo stack: {deployed}",
+        f"  proxy         {data['proxy']['http']}  {data['proxy']['https']} (self-signed)",
+        f"  stack         {stack['project_src']} (compose project {stack['project']})",
+        f"  registry      {data['registry']['url']}",
+        f"  postgres      {HOST}:{PORTS['postgres']} db={DB_NAME} user={DB_USER} "
+        f"(password in {data['postgres']['password_file']})",
+        f"  s3 (moto)     {data['s3']['endpoint_url']} bucket={S3_BUCKET}",
+        f"  statuspage    {data['statuspage']['api_url']} page={STATUSPAGE_PAGE_ID} "
+        f"(key in {data['statuspage']['api_key_file']})",
+        f"  chat webhook  {data['webhook']['url']}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_status(args):
+    data = status_data()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key in ("docker",):
+            print(f"{key:12} {'running' if data[key] else 'stopped'}")
+        for key in ("registry", "postgres", "s3", "statuspage"):
+            print(f"{key:12} {'running' if data[key]['running'] else 'stopped'}")
+        services = ", ".join(f"{s}={'/'.join(v)}" for s, v in sorted(data["stack"]["services"].items())) or "none"
+        print(f"{'stack':12} version={data['stack']['version']} {services}")
+    up = data["docker"] and all(data[k]["running"] for k in ("registry", "postgres", "s3", "statuspage"))
+    return 0 if up else 3
+
+
+def cmd_maintenance(args):
+    flag = stack_dir() / "maintenance" / "enabled"
+    if not flag.parent.exists():
+        raise SandboxError(f"no demo stack at {stack_dir()}; run 'scripts/sandbox up' first")
+    if args.state == "on":
+        flag.write_text(datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n")
+    else:
+        flag.unlink(missing_ok=True)
+    log(f"maintenance page {args.state}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="scripts/sandbox", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start everything (idempotent) and print the endpoints")
+    mode = up.add_mutually_exclusive_group()
+    mode.add_argument("--reset", action="store_true", help=f"redeploy {GOOD_VERSION} on a freshly seeded database")
+    mode.add_argument("--empty", action="store_true", help="services only: no stack deployed, empty database")
+    down = sub.add_parser("down", help="stop and remove everything the sandbox started")
+    down.add_argument("--purge", action="store_true", help="also delete images, registry storage and caches")
+    status = sub.add_parser("status", help="what is running, and where (exit 3 when not up)")
+    status.add_argument("--json", action="store_true")
+    maint = sub.add_parser("maintenance", help="switch the proxy's maintenance page")
+    maint.add_argument("state", choices=["on", "off"])
+    args = parser.parse_args(argv)
+    handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "maintenance": cmd_maintenance}[args.command]
+    try:
+        return handler(args)
+    except SandboxError as exc:
+        print(f"sandbox: ERROR: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except subprocess.TimeoutExpired as exc:
+        print(f"sandbox: ERROR: timed out after {exc.timeout} s: {' '.join(map(str, exc.cmd))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
