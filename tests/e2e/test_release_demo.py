@@ -15,10 +15,9 @@ PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 
 
 def release(*extra):
-    proc = subprocess.run([str(PLAYBOOK), "playbooks/release.yml", *extra], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, check=False, env={"PATH": f"{REPO}/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                                                     "HOME": "/root", "ANSIBLE_FORCE_COLOR": "0"})
-    return proc
+    env = {"PATH": f"{REPO}/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run([str(PLAYBOOK), "playbooks/release.yml", *extra], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False, env=env)
 
 
 def recap(stdout):

@@ -25,7 +25,7 @@ def test_new_release_is_valid_and_complete():
 
 
 def test_run_ids_are_unique():
-    assert len({rd.new_run_id() for _ in range(200)}) == 200
+    assert len({rd.new_run_id() for _i in range(200)}) == 200
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -78,8 +78,9 @@ def _documented_fields():
     return names
 
 
-def _schema_fields(schema=rd.FIELDS, prefix=""):
+def _schema_fields(schema=None, prefix=""):
     names = set()
+    schema = rd.FIELDS if schema is None else schema
     for key, (_types, nested, _desc) in schema.items():
         names.add(prefix + key)
         if nested:
