@@ -12,7 +12,8 @@ import requests
 from conftest import sandbox
 
 PORTS = (5000, 8080, 8443, 55432, 9000, 8090, 8091)
-MARKERS = ("moto_server", "saas.py", "docker-registry", "postgres")
+# What identifies the sandbox's own processes (other instances, e.g. a test's private stand-in, do not count).
+PORT_MARKERS = ("--statuspage-port 8090", "-p 9000")
 
 
 def our_processes(home):
@@ -24,7 +25,7 @@ def our_processes(home):
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(m in cmdline for m in MARKERS) and (str(home) in cmdline or "127.0.0.1" in cmdline):
+        if str(home) in cmdline or any(marker in cmdline for marker in PORT_MARKERS):
             found.append(cmdline.strip())
     return found
 
