@@ -46,7 +46,7 @@ def test_release_serves_the_new_version_and_is_idempotent(sandbox_status, restor
     assert served_version() == "v1.2.2"
     first = release("-e", "version=v1.2.3")
     assert first.returncode == 0, first.stdout[-3000:]
-    assert recap(first.stdout)["changed"] >= 2
+    assert recap(first.stdout)["changed"] >= 1
     assert served_version() == "v1.2.3"
     assert "SERVICE_VERSION=v1.2.3" in env_file(sandbox_status)
 

@@ -1,0 +1,80 @@
+"""Benchmark: zero-downtime releases on the sandbox, measured side by side in one run.
+
+Under the same bounded 4-worker loopback load through the proxy (bench/loadgen.py):
+  (a) a plain `docker compose up -d --wait` to a new tag (what the seeds do),
+  (b) runbook.release.compose_rollout to the same tag,
+  (c) compose_rollout with rollback_to=previous.
+Prints requests, failed requests and wall seconds of each, and the ratio (b)/(a).
+Targets: (b) and (c) 0 failed requests; (b) at most 3x (a); (c) at most 10 s.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv" / "bin"
+STACK = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox")) / "stack"
+OLD, NEW = "v1.2.2", "v1.2.3"
+
+
+def rollout(**args):
+    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+             "tasks": [{"runbook.release.compose_rollout": dict(project_src=str(STACK), **args)}]}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
+        json.dump(play, handle)
+    try:
+        subprocess.run([str(VENV / "ansible-playbook"), handle.name], cwd=REPO, check=True, capture_output=True,
+                       text=True)
+    finally:
+        os.unlink(handle.name)
+
+
+def plain_compose_up(version):
+    env = STACK / ".env"
+    text = "".join(line if not line.startswith("SERVICE_VERSION=") else "SERVICE_VERSION=%s\n" % version
+                   for line in env.read_text().splitlines(keepends=True))
+    env.write_text(text)
+    subprocess.run(["docker", "compose", "--project-directory", str(STACK), "up", "-d", "--wait"], check=True,
+                   capture_output=True)
+
+
+def under_load(action):
+    stop = Path(tempfile.mkdtemp()) / "stop"
+    load = subprocess.Popen([str(VENV / "python"), str(REPO / "bench" / "loadgen.py"), "--url",
+                             "http://127.0.0.1:8080/api/version", "--workers", "4", "--max-seconds", "180",
+                             "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    started = time.monotonic()
+    action()
+    wall = time.monotonic() - started
+    stop.touch()
+    out, _err = load.communicate(timeout=60)
+    result = json.loads(out)
+    result["action_wall_s"] = round(wall, 2)
+    return result
+
+
+def main():
+    rollout(version=OLD)
+    results = {"(a) docker compose up -d": under_load(lambda: plain_compose_up(NEW))}
+    rollout(version=OLD)
+    results["(b) compose_rollout"] = under_load(lambda: rollout(version=NEW))
+    results["(c) rollback_to=previous"] = under_load(lambda: rollout(rollback_to="previous"))
+    print("%-28s %10s %8s %8s" % ("case", "requests", "failed", "wall_s"))
+    for name, res in results.items():
+        print("%-28s %10d %8d %8.2f" % (name, res["requests"], res["failed"], res["action_wall_s"]))
+    a = results["(a) docker compose up -d"]["action_wall_s"]
+    b = results["(b) compose_rollout"]["action_wall_s"]
+    print("ratio (b)/(a) wall time: %.2fx (target <= 3x)" % (b / a))
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.release contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE: this file is internal to the runbook.release collection. It is not a public API and can change
+# at any time without notice. Do not import it from other collections.
+"""The Docker Compose v2 CLI and the Docker CLI, driven with argv lists through ``module.run_command``.
+
+What compose already resolves (interpolation, profiles, defaults) is read from ``docker compose config
+--format json``; containers are read with ``docker inspect`` (JSON). Nothing here parses
+human-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+MIN_COMPOSE_VERSION = (2, 20, 0)
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+
+
+class CLIError(Exception):
+    """A CLI call failed; carries what an operator needs to see."""
+
+    def __init__(self, message, cmd=None, rc=None, stdout=None, stderr=None):
+        super().__init__(message)
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def as_result(self):
+        return {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+
+
+def parse_version(text):
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text or "")
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+class Docker(object):
+    """The docker CLI and its compose plugin for one compose project."""
+
+    def __init__(self, module, project_src, files=None, project_name=None, profiles=None, docker_cli=None):
+        self.module = module
+        self.project_src = project_src
+        self.files = files or []
+        self.project_name = project_name
+        self.profiles = profiles or []
+        self.docker = docker_cli or module.get_bin_path("docker", required=True)
+        self.commands = []
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def run(self, argv, check=True, data=None):
+        self.commands.append(" ".join(argv))
+        rc, out, err = self.module.run_command(argv, data=data, check_rc=False, environ_update={"LC_ALL": "C"})
+        if check and rc != 0:
+            raise CLIError("%s failed (rc=%s): %s" % (" ".join(argv[:4]), rc, (err or out).strip()[-800:]),
+                           cmd=argv, rc=rc, stdout=out, stderr=err)
+        return rc, out, err
+
+    def compose_args(self, env_file):
+        argv = [self.docker, "compose", "--project-directory", self.project_src]
+        for name in self.files:
+            argv += ["-f", name]
+        if self.project_name:
+            argv += ["-p", self.project_name]
+        if env_file:
+            argv += ["--env-file", env_file]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
+        return argv
+
+    def compose(self, args, env_file, check=True):
+        return self.run(self.compose_args(env_file) + list(args), check=check)
+
+    # --- reading ----------------------------------------------------------------------------------------------
+
+    def compose_version(self):
+        _rc, out, _err = self.run([self.docker, "compose", "version", "--short"])
+        return parse_version(out), out.strip()
+
+    def config(self, env_file):
+        """The project as compose resolves it, for the given env file."""
+        _rc, out, _err = self.compose(["config", "--format", "json"], env_file)
+        return json.loads(out)
+
+    def containers(self, project_name):
+        """Every container of the project (running or not), inspected, grouped by service."""
+        _rc, out, _err = self.run([self.docker, "ps", "-aq", "--no-trunc", "--filter",
+                                   "label=%s=%s" % (PROJECT_LABEL, project_name)])
+        ids = out.split()
+        grouped = {}
+        for info in self.inspect(ids):
+            service = info["Config"]["Labels"].get(SERVICE_LABEL)
+            grouped.setdefault(service, []).append(info)
+        for infos in grouped.values():
+            infos.sort(key=lambda i: int(i["Config"]["Labels"].get(NUMBER_LABEL, "0")))
+        return grouped
+
+    def inspect(self, ids):
+        if not ids:
+            return []
+        rc, out, _err = self.run([self.docker, "inspect", "--type", "container"] + list(ids), check=False)
+        if rc != 0 and not out.strip():
+            return []
+        return json.loads(out)
+
+    def image(self, ref):
+        """Local image id, repo digests and labels of an image reference, or None when absent."""
+        rc, out, _err = self.run([self.docker, "image", "inspect", ref], check=False)
+        if rc != 0:
+            return None
+        info = json.loads(out)[0]
+        return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
+                "labels": (info.get("Config") or {}).get("Labels") or {}}
+
+    def logs_tail(self, container_id, lines=40):
+        _rc, out, err = self.run([self.docker, "logs", "--tail", str(lines), container_id], check=False)
+        return (out + err).splitlines()[-lines:]
+
+    # --- changing ---------------------------------------------------------------------------------------------
+
+    def pull(self, services, env_file, retries=3, delay=2.0):
+        """Pull the services' images, retrying; raise the last failure."""
+        last = None
+        for attempt in range(retries + 1):
+            try:
+                self.compose(["pull", "--quiet"] + list(services), env_file)
+                return attempt
+            except CLIError as exc:
+                last = exc
+                if attempt < retries:
+                    time.sleep(delay * (2 ** attempt))
+        raise last
+
+    def scale_up(self, service, replicas, env_file):
+        """Add containers (with the current config) next to the running ones: nothing is recreated or stopped."""
+        self.compose(["up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
+                      "--scale", "%s=%d" % (service, replicas), service], env_file)
+
+    def recreate(self, service, replicas, env_file):
+        """Stop-first: compose stops the old containers and starts new ones."""
+        self.compose(["up", "--detach", "--no-deps", "--no-build", "--pull", "never", "--force-recreate",
+                      "--scale", "%s=%d" % (service, replicas), service], env_file)
+
+    def exec_in(self, container_id, argv):
+        return self.run([self.docker, "exec", container_id] + list(argv), check=False)
+
+    def stop(self, ids, timeout):
+        if ids:
+            self.run([self.docker, "stop", "--time", str(int(timeout))] + list(ids), check=False)
+
+    def remove(self, ids):
+        if ids:
+            self.run([self.docker, "rm", "--force"] + list(ids), check=False)
