@@ -139,15 +139,22 @@ class Docker(object):
                     time.sleep(delay * (2 ** attempt))
         raise last
 
-    def scale_up(self, service, replicas, env_file):
-        """Add containers (with the current config) next to the running ones: nothing is recreated or stopped."""
-        self.compose(["up", "--detach", "--no-deps", "--no-recreate", "--no-build", "--pull", "never",
-                      "--scale", "%s=%d" % (service, replicas), service], env_file)
+    def scale_up(self, replicas, env_file):
+        """Add containers (with the current config) next to the running ones: nothing is recreated or stopped.
+        ``replicas`` maps each service to its total container count; one compose call serves them all."""
+        self._up(replicas, env_file, ["--no-recreate"])
 
-    def recreate(self, service, replicas, env_file):
-        """Stop-first: compose stops the old containers and starts new ones."""
-        self.compose(["up", "--detach", "--no-deps", "--no-build", "--pull", "never", "--force-recreate",
-                      "--scale", "%s=%d" % (service, replicas), service], env_file)
+    def recreate(self, replicas, env_file):
+        """Stop-first: compose stops the old containers of these services and starts new ones."""
+        self._up(replicas, env_file, ["--force-recreate"])
+
+    def _up(self, replicas, env_file, extra):
+        if not replicas:
+            return
+        args = ["up", "--detach", "--no-deps", "--no-build", "--pull", "never"] + extra
+        for service in sorted(replicas):
+            args += ["--scale", "%s=%d" % (service, replicas[service])]
+        self.compose(args + sorted(replicas), env_file)
 
     def exec_in(self, container_id, argv):
         return self.run([self.docker, "exec", container_id] + list(argv), check=False)

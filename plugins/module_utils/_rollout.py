@@ -153,6 +153,30 @@ def dependency_order(services_config):
     return order
 
 
+def waves(order, services_config, parallel=True):
+    """Group services into waves that roll together: a service is always in a later wave than the selected
+    services it depends on, directly or through others. Without ``parallel``, one service per wave, in order."""
+    if not parallel:
+        return [[name] for name in order]
+    selected = set(order)
+    memo = {}
+
+    def level(name, path=()):
+        if name in memo:
+            return memo[name]
+        result = 0
+        for dep in (services_config.get(name, {}).get("depends_on") or {}):
+            if dep in services_config and dep not in path:
+                result = max(result, level(dep, path + (name,)) + (1 if dep in selected else 0))
+        memo[name] = result
+        return result
+
+    grouped = {}
+    for name in order:
+        grouped.setdefault(level(name), []).append(name)
+    return [grouped[key] for key in sorted(grouped)]
+
+
 def container_summary(info):
     state = info.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
@@ -252,6 +276,7 @@ def _evidence(docker, info):
     health = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
     return {
         "container": info.get("Name", "").lstrip("/"),
+        "container_id": info["Id"],
         "state": (info.get("State") or {}).get("Status"),
         "exit_code": (info.get("State") or {}).get("ExitCode"),
         "restarts": info.get("RestartCount", 0),

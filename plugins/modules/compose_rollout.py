@@ -14,7 +14,7 @@ author: runbook.release maintainers (@runbook-release)
 description:
   - Releases a new version of a Docker Compose project the way release runbooks do by hand, safely. The version is
     pinned in the project's env file (C(SERVICE_VERSION=v1.2.3), or one C(*_IMAGE=repository:tag) line per service),
-    every image is pulled first, then each service is rolled in dependency order.
+    every image is pulled first, then services are rolled in dependency order (independent services together).
   - Services roll start-first (new containers up and healthy before the old ones are drained and removed) when that
     is safe, and stop-first when it is not (a fixed host port, C(container_name), a service listed as stateful, or
     C(deploy.update_config.order=stop-first)). The result says which strategy each service used and why.
@@ -144,6 +144,13 @@ options:
     description: Release history entries to keep (the last known good one is never pruned).
     type: int
     default: 20
+  parallel:
+    description:
+      - Roll services that do not depend on each other together, in waves (a service always rolls after the
+        services it depends on). With V(false), one service at a time in O(services) order.
+      - A failure in any wave rolls back every service rolled so far.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -530,57 +537,70 @@ class ComposeRollout(object):
                 if files_before.get(name) != text:
                     self.write_text(os.path.join(self.src, name), text)
         self.write_text(self.env_path, self.env_after, mode=0o600)
+        by_name = {e["service"]: e for e in self.plan}
         done = []
         try:
-            for entry in self.plan:
-                if entry["action"] == "none":
-                    continue
-                done.append(entry)
-                self.result["services"].append(self.apply(entry, self.env_path))
+            for wave in rollout.waves(self.service_names, self.config_after["services"], self.p["parallel"]):
+                active = [by_name[name] for name in wave if by_name[name]["action"] != "none"]
+                if active:
+                    done.extend(active)
+                    self.result["services"].extend(self.apply_wave(active))
         except rollout.RolloutError as exc:
             self.handle_failure(exc, done, files_before, started_at)
         self.record(started_at, files_before, "success")
 
-    def apply(self, entry, env_path):
-        """Bring one service to its plan; returns the per-service result."""
+    def apply_wave(self, entries):
+        """Bring a wave of independent services to their plan together; returns the per-service results."""
         began = time.monotonic()
-        name, replicas = entry["service"], entry["replicas"]
-        action = entry["action"]
-        new_ids = []
-        if action in ("rolling", "scale_up", "start"):
-            # Stopped old containers serve nothing, and `up` would start them again: remove them first.
-            self.docker.remove(entry["stopped"])
-            before = self.ids_of(name)
-            target = len(before) + max(replicas - len(entry["keep"]), 0) if action != "start" else replicas
-            self.docker.scale_up(name, target, env_path)
-            new_ids = [cid for cid in self.ids_of(name) if cid not in before]
-            entry["new_ids"] = new_ids
-            self.gate(name, new_ids)
-            self.retire(entry["replace"])
-            surplus = len(entry["keep"]) + len(new_ids) - replicas
+        adding = [e for e in entries if e["action"] in ("rolling", "scale_up", "start")]
+        recreating = [e for e in entries if e["action"] == "recreate"]
+        # Stopped old containers serve nothing, and `up` would start them again: remove them first.
+        self.docker.remove([cid for e in adding for cid in e["stopped"]])
+        before = self.containers_by_service()
+        targets = {}
+        for entry in adding:
+            existing = before.get(entry["service"], [])
+            grow = max(entry["replicas"] - len(entry["keep"]), 0) if entry["action"] != "start" else entry["replicas"]
+            targets[entry["service"]] = len(existing) + grow
+        self.docker.scale_up(targets, self.env_path)
+        self.docker.recreate({e["service"]: e["replicas"] for e in recreating}, self.env_path)
+        after = self.containers_by_service()
+        for entry in adding:
+            entry["new_ids"] = [cid for cid in after.get(entry["service"], []) if cid not in before.get(entry["service"], [])]
+        for entry in recreating:
+            entry["new_ids"] = list(after.get(entry["service"], []))
+        self.gate(entries)
+        retire = [cid for e in adding for cid in e["replace"]]
+        for entry in adding:
+            surplus = len(entry["keep"]) + len(entry["new_ids"]) - entry["replicas"]
             if surplus > 0:
-                self.retire(entry["keep"][:surplus])
-        elif action == "recreate":
-            self.docker.recreate(name, replicas, env_path)
-            new_ids = self.ids_of(name)
-            entry["new_ids"] = new_ids
-            self.gate(name, new_ids)
-        elif action == "scale_down":
-            self.retire(entry["keep"][:len(entry["keep"]) - replicas])  # the oldest go first
-        return {"name": name, "strategy": entry["strategy"], "action": action, "old_image": entry["old_image"],
-                "new_image": entry["new_image"], "replicas": len(self.ids_of(name, running=True)),
-                "duration_s": round(time.monotonic() - began, 2), "healthy": True}
+                retire += entry["keep"][:surplus]
+        for entry in entries:
+            if entry["action"] == "scale_down":
+                retire += entry["keep"][:len(entry["keep"]) - entry["replicas"]]  # the oldest go first
+        self.retire(retire)
+        running = self.containers_by_service(running=True)
+        duration = round(time.monotonic() - began, 2)
+        return [{"name": e["service"], "strategy": e["strategy"], "action": e["action"], "old_image": e["old_image"],
+                 "new_image": e["new_image"], "replicas": len(running.get(e["service"], [])), "duration_s": duration,
+                 "healthy": True} for e in entries]
 
-    def ids_of(self, service, running=False):
-        infos = self.docker.containers(self.project).get(service, [])
-        return [i["Id"] for i in infos if not running or (i.get("State") or {}).get("Status") == rollout.RUNNING]
+    def containers_by_service(self, running=False):
+        grouped = {}
+        for service, infos in self.docker.containers(self.project).items():
+            grouped[service] = [i["Id"] for i in infos
+                                if not running or (i.get("State") or {}).get("Status") == rollout.RUNNING]
+        return grouped
 
-    def gate(self, name, ids):
+    def gate(self, entries):
+        owner = {cid: e["service"] for e in entries for cid in e.get("new_ids") or []}
+        if not owner:
+            return
         try:
-            rollout.wait_healthy(self.docker, ids, self.p["health_timeout"], self.p["readiness_delay"],
+            rollout.wait_healthy(self.docker, list(owner), self.p["health_timeout"], self.p["readiness_delay"],
                                  heartbeat=self.heartbeat)
         except rollout.RolloutError as exc:
-            exc.service = name
+            exc.service = owner.get(exc.evidence.get("container_id"), ", ".join(sorted(set(owner.values()))))
             raise
 
     def retire(self, ids):
@@ -607,8 +627,7 @@ class ComposeRollout(object):
             for name, text in files_before.items():
                 self.write_text(os.path.join(self.src, name), text)
             self.write_text(self.env_path, self.env_before)
-            for entry in reversed(done):
-                self.undo(entry)
+            self.undo(done)
         except (compose_utils.CLIError, rollout.RolloutError) as undo_exc:
             self.record(started_at, files_before, "failed", reason="%s; rollback failed: %s" % (exc, undo_exc))
             self.fail("service %s failed its gate (%s) and the rollback failed too: %s. The env file is restored to "
@@ -624,22 +643,32 @@ class ComposeRollout(object):
         self.fail("service %s failed its gate: %s. Rolled back %s to %s." % (
             exc.service, exc, ", ".join(e["service"] for e in reversed(done)), self.previous_version))
 
-    def undo(self, entry):
-        """Return one service to the previous env (already restored on disk)."""
-        name = entry["service"]
-        new_ids = entry.get("new_ids") or []
-        if entry["action"] in ("rolling", "scale_up", "start"):
-            old_still_running = [cid for cid in entry["replace"] + entry["keep"] if cid in self.ids_of(name, True)]
-            if entry["action"] == "rolling" and len(old_still_running) < len(entry["replace"] + entry["keep"]):
-                # The old containers were already retired: start them again from the restored env, then retire new.
-                before = self.ids_of(name)
-                self.docker.scale_up(name, len(before) + entry["old_replicas"], self.env_path)
-                self.gate(name, [cid for cid in self.ids_of(name) if cid not in before])
-            self.docker.stop(new_ids, self.p["stop_timeout"])
-            self.docker.remove(new_ids)
-        elif entry["action"] == "recreate":
-            self.docker.recreate(name, entry["old_replicas"] or entry["replicas"], self.env_path)
-            self.gate(name, self.ids_of(name))
+    def undo(self, done):
+        """Return the services of this run to the previous env (already restored on disk), all together."""
+        running = self.containers_by_service(running=True)
+        restart, new_ids, recreate = {}, [], {}
+        for entry in done:
+            name = entry["service"]
+            if entry["action"] in ("rolling", "scale_up", "start"):
+                old = entry["replace"] + entry["keep"]
+                if entry["action"] == "rolling" and any(cid not in running.get(name, []) for cid in old):
+                    # The old containers were already retired: start them again from the restored env.
+                    restart[name] = len(running.get(name, [])) + entry["old_replicas"]
+                new_ids += entry.get("new_ids") or []
+            elif entry["action"] == "recreate":
+                recreate[name] = entry["old_replicas"] or entry["replicas"]
+        before = self.containers_by_service()
+        self.docker.scale_up(restart, self.env_path)
+        after = self.containers_by_service()
+        restarted = [{"service": name, "new_ids": [c for c in after.get(name, []) if c not in before.get(name, [])]}
+                     for name in restart]
+        self.gate(restarted)
+        self.docker.stop(new_ids, self.p["stop_timeout"])
+        self.docker.remove(new_ids)
+        if recreate:
+            self.docker.recreate(recreate, self.env_path)
+            after = self.containers_by_service()
+            self.gate([{"service": name, "new_ids": after.get(name, [])} for name in recreate])
 
     def record(self, started_at, files_before, outcome, reason=None):
         images = {}
@@ -692,6 +721,7 @@ def main():
             lock_ttl=dict(type="int", default=600),
             run_id=dict(type="str"),
             history_keep=dict(type="int", default=20),
+            parallel=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("version", "rollback_to")],
         supports_check_mode=True,

@@ -112,3 +112,11 @@ def test_plan_stopped_outdated_containers_are_removed_not_replaced():
 def test_gate_verdict(summary, has_check, elapsed, expected):
     summary = dict(summary, name="c")
     assert r.gate_verdict(summary, has_check, started=100, now=100 + elapsed, readiness_delay=5) == expected
+
+
+def test_waves_roll_independent_services_together_and_dependencies_later():
+    services = {"proxy": {"depends_on": {"api": {}, "web": {}}}, "web": {"depends_on": {"cache": {}}},
+                "cache": {"depends_on": {"api": {}}}, "api": {}, "worker": {}}
+    assert r.waves(["api", "web", "worker", "proxy"], services) == [["api", "worker"], ["web"], ["proxy"]]
+    assert r.waves(["proxy", "api"], services) == [["api"], ["proxy"]], "explicit order still respects dependencies"
+    assert r.waves(["api", "web"], services, parallel=False) == [["api"], ["web"]]
