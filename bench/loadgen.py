@@ -3,8 +3,8 @@
     python bench/loadgen.py --url http://127.0.0.1:8080/api/version --workers 4 --max-seconds 120 \
         --stop-file /tmp/stop --out /tmp/load.json
 
-Each worker sends requests one after another until the stop file appears, --max-seconds pass or
---max-requests are sent (all bounded), then the totals are written as JSON. Only loopback URLs are accepted.
+Each worker sends requests one after another until the stop file appears (and at least --min-requests were
+sent), --max-seconds pass or --max-requests are sent (all bounded), then the totals are written as JSON. Only loopback URLs are accepted.
 """
 
 import argparse
@@ -30,9 +30,10 @@ def loopback_only(url):
     return parsed
 
 
-def worker(parsed, deadline, stop_file, budget, totals, lock):
+def worker(parsed, deadline, stop_file, budget, totals, lock, min_requests=0):
     path = parsed.path or "/"
-    while time.monotonic() < deadline and not os.path.exists(stop_file or "/nonexistent/stop"):
+    while time.monotonic() < deadline and (totals["requests"] < min_requests
+                                           or not os.path.exists(stop_file or "/nonexistent/stop")):
         with lock:
             if totals["requests"] >= budget:
                 return
@@ -66,6 +67,8 @@ def main(argv=None):
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--max-requests", type=int, default=200000)
     parser.add_argument("--stop-file")
+    parser.add_argument("--min-requests", type=int, default=0,
+                        help="keep going after the stop file appears until this many requests were sent")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     parsed = loopback_only(args.url)
@@ -74,7 +77,7 @@ def main(argv=None):
     started = time.monotonic()
     deadline = started + args.max_seconds
     threads = [threading.Thread(target=worker, args=(parsed, deadline, args.stop_file, args.max_requests, totals,
-                                                     lock)) for _i in range(args.workers)]
+                                                     lock, args.min_requests)) for _i in range(args.workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
