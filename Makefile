@@ -12,7 +12,7 @@ export ANSIBLE_FORCE_COLOR := 0
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 DEMO_VERSION ?= v1.2.3
 
-.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration e2e lifecycle bench constraints clean
+.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints clean
 
 help:
 	@echo "make demo    bring the sandbox up and release $(DEMO_VERSION) (playbooks/release.yml)"
@@ -37,7 +37,7 @@ demo: sandbox
 	@curl -fsS http://127.0.0.1:8080/api/version && echo
 
 # Order: cheap static checks first, then the sandbox-backed tests, then the lifecycle test (down/up).
-test: deps lint sanity unit integration e2e lifecycle
+test: deps lint sanity unit integration molecule e2e lifecycle
 	@echo "make test: all checks passed"
 
 lint: deps
@@ -57,6 +57,9 @@ unit: deps
 integration: sandbox-reset
 	$(PYTEST) tests/sandbox
 	scripts/integration
+
+molecule: sandbox-reset
+	scripts/molecule
 
 e2e: sandbox-reset
 	$(PYTEST) tests/e2e
