@@ -65,3 +65,25 @@ def test_down_removes_everything_then_up_restores_it(sandbox_status):
     assert "sandbox is up — demo stack: v1.2.2" in up.stdout
     assert requests.get("http://127.0.0.1:8080/api/version", timeout=5).json()["version"] == "v1.2.2"
     assert sandbox("status", check=False).returncode == 0
+
+
+def test_empty_mode_has_services_but_no_stack_and_an_empty_database(sandbox_status, secret_of):
+    import psycopg2
+
+    try:
+        up = sandbox("up", "--empty")
+        assert "nothing deployed (empty mode)" in up.stdout
+        assert docker_lines("ps", "-aq", "--filter", "label=com.docker.compose.project=rbdemo") == []
+        pg = sandbox_status["postgres"]
+        with psycopg2.connect(host=pg["host"], port=pg["port"], dbname=pg["database"], user=pg["user"],
+                              password=secret_of("app_db_password"), connect_timeout=5) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+                assert cur.fetchone()[0] == 0
+        conn.close()
+        env = (Path(sandbox_status["stack"]["project_src"]) / ".env").read_text()
+        assert "\nSERVICE_VERSION=" not in env, "nothing is pinned: the first-time deploy runbook pins it"
+        assert sandbox("status", check=False).returncode == 0, "the services themselves are up"
+    finally:
+        sandbox("up", "--reset")
+    assert requests.get("http://127.0.0.1:8080/api/version", timeout=5).json()["version"] == "v1.2.2"
