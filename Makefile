@@ -42,6 +42,7 @@ test: deps lint sanity unit integration molecule e2e lifecycle
 
 lint: deps
 	yamllint --strict .
+	antsibull-changelog lint
 	ansible-lint --offline --profile production --strict
 	ansible-playbook --syntax-check playbooks/*.yml
 	ansible-inventory -i inventories/staging --list >/dev/null
