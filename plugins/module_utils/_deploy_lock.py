@@ -18,10 +18,11 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
+
+from ansible_collections.runbook.release.plugins.module_utils._atomic import write_json_atomic
 
 
 class LockError(Exception):
@@ -77,19 +78,7 @@ class DeployLock(object):
             return None
 
     def _write(self, record):
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".deploy.lock.", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, self.path)
-        except Exception:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(self.path, record, mode=0o644)
 
     def _record(self, started_at=None):
         now = self.clock()
