@@ -61,8 +61,8 @@ def test_installed_module_and_role_run_from_the_installed_copy(installed, tmp_pa
             {"name": "module", "runbook.release.compose_rollout": {"project_src": project, "version": "v1.2.3"},
              "check_mode": True, "register": "plan"},
             {"name": "plan came back", "ansible.builtin.assert": {"that": ["plan.plan | length == 4"]}},
-            {"name": "role", "ansible.builtin.include_role": {"name": "runbook.release.app_rollout",
-                                                               "apply": {"ignore_errors": True}},
+            {"name": "role",
+             "ansible.builtin.include_role": {"name": "runbook.release.app_rollout", "apply": {"ignore_errors": True}},
              "vars": {"app_rollout_version": "not valid!"}},
         ]}]))
     proc = run_outside_repo([str(BIN / "ansible-playbook"), str(playbook)], dest, tmp_path)
