@@ -1,1 +1,3 @@
+-- runbook: allow-destructive
+
 ALTER TABLE items RENAME COLUMN title TO name;
