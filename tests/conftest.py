@@ -1,21 +1,11 @@
 """Shared fixtures: where the sandbox's services are, read from `scripts/sandbox status --json`."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SANDBOX = REPO / "scripts" / "sandbox"
-
-
-def sandbox(*args, check=True, timeout=900):
-    """Run scripts/sandbox with args; return the CompletedProcess."""
-    proc = subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"scripts/sandbox {' '.join(args)} failed rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from sandbox_cli import sandbox
 
 
 @pytest.fixture(scope="session")

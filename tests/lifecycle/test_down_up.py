@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import sandbox
+from sandbox_cli import sandbox
 
 PORTS = (5000, 8080, 8443, 55432, 9000, 8090, 8091)
 # What identifies the sandbox's own processes (other instances, e.g. a test's private stand-in, do not count).

@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import sandbox
+from sandbox_cli import sandbox
 
 PROXY = "http://127.0.0.1:8080"
 SERVICES = ("proxy", "api", "web", "worker")
