@@ -67,9 +67,22 @@ FIELDS = {
         "error_rate": (_NUM, None, "observed error rate, 0..1"),
         "p95_ms": (_NUM, None, "observed p95 latency"),
     }, "monitoring window verdict"),
+    "preflight": ((dict,), {
+        "passed": ((bool,), None, "every preflight check passed"),
+        "problems": ((list,), None, "every problem found, one string each"),
+        "checked_at": (_STR, None, "UTC ISO-8601"),
+        "digests": ((dict,), None, "service -> image digest verified in the registry"),
+    }, "preflight verdict, before any change"),
     "statuspage": ((dict,), {
         "incident_ids": ((list,), None, "incident and maintenance ids created or updated"),
     }, "status page activity"),
+    "announcements": ((dict,), None, "announcements sent by the announce role, by '<kind>[-<phase>]@<time>': "
+                                     "{kind, phase, at, chat, statuspage, incident_ids, errors}"),
+    "gate": ((dict,), {
+        "go": ((bool,), None, "every evaluated go/no-go criterion passed"),
+        "failed": ((list,), None, "'<criterion>: <reason>' per failed criterion"),
+        "evaluated_at": (_STR, None, "UTC ISO-8601"),
+    }, "go/no-go gate verdict"),
     "outcome": (_STR, None, "one of " + ", ".join(OUTCOMES)),
     "rollback": ((dict,), {
         "trigger": (_STR, None, "what triggered it: rollout, smoke, monitor, operator, ..."),
