@@ -17,24 +17,12 @@ import json
 import re
 import time
 
+from ansible_collections.runbook.release.plugins.module_utils._cli import CLIError  # noqa: F401 (re-exported)
+
 MIN_COMPOSE_VERSION = (2, 20, 0)
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
-
-
-class CLIError(Exception):
-    """A CLI call failed; carries what an operator needs to see."""
-
-    def __init__(self, message, cmd=None, rc=None, stdout=None, stderr=None):
-        super().__init__(message)
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def as_result(self):
-        return {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
 
 
 def parse_version(text):

@@ -20,22 +20,8 @@ import tempfile
 import time
 
 from ansible_collections.runbook.release.plugins.module_utils import _postgres as pg
+from ansible_collections.runbook.release.plugins.module_utils._cli import CLIError as ClientError
 from ansible_collections.runbook.release.plugins.module_utils._pg_backup import parse_client_version
-
-
-class ClientError(Exception):
-    """A client program failed; carries what an operator needs to see (already scrubbed of secrets)."""
-
-    def __init__(self, msg, cmd=None, rc=None, stdout=None, stderr=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def as_result(self):
-        return {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
 
 
 def _quote_keyword(value):
