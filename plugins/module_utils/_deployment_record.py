@@ -206,58 +206,151 @@ def _resolve_ref(git_dir, ref):
     return None
 
 
-def _pack_object(objects, sha):
-    """Raw body of a non-delta object from a pack (idx v2), or None."""
-    pack_dir = os.path.join(objects, "pack")
-    want = bytes.fromhex(sha)
+def _object_dirs(objects):
+    """The objects directory and its alternates (clones made with --reference or --shared)."""
+    dirs = [objects]
     try:
-        names = [n for n in os.listdir(pack_dir) if n.endswith(".idx")]
+        with open(os.path.join(objects, "info", "alternates"), encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    dirs.append(os.path.normpath(os.path.join(objects, line)))
     except OSError:
+        pass
+    return dirs
+
+
+def _idx_offset(idx, want):
+    """Offset of object want (20 bytes) in a pack with index idx (v2 format), or None."""
+    if idx[:4] != b"\xfftOc" or struct.unpack(">I", idx[4:8])[0] != 2:
         return None
-    for name in names:
-        with open(os.path.join(pack_dir, name), "rb") as handle:
-            idx = handle.read()
-        if idx[:4] != b"\xfftOc" or struct.unpack(">I", idx[4:8])[0] != 2:
-            continue
-        fanout = struct.unpack(">256I", idx[8:8 + 1024])
-        total = fanout[255]
-        low = fanout[want[0] - 1] if want[0] else 0
-        high = fanout[want[0]]
-        shas = 8 + 1024
-        while low < high:
-            mid = (low + high) // 2
-            here = idx[shas + 20 * mid:shas + 20 * mid + 20]
-            if here < want:
-                low = mid + 1
-            elif here > want:
-                high = mid
-            else:
-                offsets = shas + 20 * total + 4 * total
-                offset = struct.unpack(">I", idx[offsets + 4 * mid:offsets + 4 * mid + 4])[0]
-                if offset & 0x80000000:
-                    large = offsets + 4 * total + 8 * (offset & 0x7FFFFFFF)
-                    offset = struct.unpack(">Q", idx[large:large + 8])[0]
-                with open(os.path.join(pack_dir, name[:-4] + ".pack"), "rb") as pack:
-                    pack.seek(offset)
-                    head = pack.read(64 * 1024)
-                kind = (head[0] >> 4) & 7
-                pos = 1
-                while head[pos - 1] & 0x80:
+    fanout = struct.unpack(">256I", idx[8:8 + 1024])
+    total = fanout[255]
+    low = fanout[want[0] - 1] if want[0] else 0
+    high = fanout[want[0]]
+    shas = 8 + 1024
+    while low < high:
+        mid = (low + high) // 2
+        here = idx[shas + 20 * mid:shas + 20 * mid + 20]
+        if here < want:
+            low = mid + 1
+        elif here > want:
+            high = mid
+        else:
+            offsets = shas + 20 * total + 4 * total
+            offset = struct.unpack(">I", idx[offsets + 4 * mid:offsets + 4 * mid + 4])[0]
+            if offset & 0x80000000:
+                large = offsets + 4 * total + 8 * (offset & 0x7FFFFFFF)
+                offset = struct.unpack(">Q", idx[large:large + 8])[0]
+            return offset
+    return None
+
+
+def _inflate(pack, offset):
+    """The zlib stream starting at offset in an open pack file, inflated."""
+    pack.seek(offset)
+    inflater = zlib.decompressobj()
+    out = []
+    while not inflater.eof:
+        chunk = pack.read(16 * 1024)
+        if not chunk:
+            break
+        out.append(inflater.decompress(chunk))
+    return b"".join(out)
+
+
+def _apply_delta(base, delta):
+    """Git's delta format: two sizes, then copy-from-base and insert instructions."""
+    pos = 0
+    for _size in range(2):
+        while delta[pos] & 0x80:
+            pos += 1
+        pos += 1
+    out = bytearray()
+    while pos < len(delta):
+        op = delta[pos]
+        pos += 1
+        if op & 0x80:
+            start = size = 0
+            for bit in range(4):
+                if op & (1 << bit):
+                    start |= delta[pos] << (8 * bit)
                     pos += 1
-                if kind != 1:  # deltified commit: not worth resolving here
-                    return None
-                return zlib.decompressobj().decompress(head[pos:])
+            for bit in range(3):
+                if op & (0x10 << bit):
+                    size |= delta[pos] << (8 * bit)
+                    pos += 1
+            out += base[start:start + (size or 0x10000)]
+        elif op:
+            out += delta[pos:pos + op]
+            pos += op
+        else:
+            raise ValueError("invalid delta instruction 0")
+    return bytes(out)
+
+
+def _pack_entry(pack, offset, dirs, depth=0):
+    """(type, body) of the pack entry at offset, with OFS_DELTA and REF_DELTA chains resolved."""
+    if depth > 64:
+        return None
+    pack.seek(offset)
+    head = pack.read(32)
+    kind = (head[0] >> 4) & 7
+    pos = 1
+    while head[pos - 1] & 0x80:
+        pos += 1
+    if kind in (1, 2, 3, 4):
+        return kind, _inflate(pack, offset + pos)
+    if kind == 6:  # OFS_DELTA: base at a negative offset in the same pack
+        byte = head[pos]
+        pos += 1
+        distance = byte & 0x7F
+        while byte & 0x80:
+            byte = head[pos]
+            pos += 1
+            distance = ((distance + 1) << 7) | (byte & 0x7F)
+        base = _pack_entry(pack, offset - distance, dirs, depth + 1)
+    elif kind == 7:  # REF_DELTA: base named by its id
+        base = _object(dirs, head[pos:pos + 20].hex(), depth + 1)
+        pos += 20
+    else:
+        return None
+    if base is None:
+        return None
+    return base[0], _apply_delta(base[1], _inflate(pack, offset + pos))
+
+
+def _object(dirs, sha, depth=0):
+    """(type, body) of object sha, loose or packed, in any of dirs; None when not found."""
+    want = bytes.fromhex(sha)
+    kinds = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+    for objects in dirs:
+        try:
+            with open(os.path.join(objects, sha[:2], sha[2:]), "rb") as handle:
+                header, body = zlib.decompress(handle.read()).split(b"\0", 1)
+            return kinds.get(header.split(b" ", 1)[0]), body
+        except OSError:
+            pass
+        pack_dir = os.path.join(objects, "pack")
+        try:
+            names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
+        except OSError:
+            continue
+        for name in names:
+            with open(os.path.join(pack_dir, name), "rb") as handle:
+                offset = _idx_offset(handle.read(), want)
+            if offset is not None:
+                with open(os.path.join(pack_dir, name[:-4] + ".pack"), "rb") as pack:
+                    return _pack_entry(pack, offset, dirs, depth)
     return None
 
 
 def _commit_body(git_dir, sha):
-    objects = os.path.join(_common_dir(git_dir), "objects")
     try:
-        with open(os.path.join(objects, sha[:2], sha[2:]), "rb") as handle:
-            raw = zlib.decompress(handle.read())
-        return raw.split(b"\0", 1)[1]
-    except OSError:
-        return _pack_object(objects, sha)
+        found = _object(_object_dirs(os.path.join(_common_dir(git_dir), "objects")), sha)
+    except (OSError, ValueError, IndexError, zlib.error, struct.error):
+        return None
+    return found[1] if found and found[0] == 1 else None
 
 
 def git_info(start):

@@ -212,6 +212,34 @@ def test_git_info_reads_loose_and_packed_commits_without_git(tmp_path, packed):
     assert dr.git_info(str(sub)) == {"commit": sha, "branch": "release", "committed_at": "2025-10-29T06:00:00.000000Z"}
 
 
+def test_git_info_resolves_deltified_commits_and_alternates(tmp_path):
+    # An aggressively packed history stores most commits as deltas of each other (what a CI checkout may hold).
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "init", "-q", "-b", "main")
+    text = "\n".join("release note line %d: nothing to see here" % i for i in range(80))
+    for number in range(12):
+        (origin / "f").write_text(str(number))
+        _git(origin, "add", "f")
+        _git(origin, "commit", "-q", "-m", "change %d\n\n%s" % (number, text))
+    _git(origin, "repack", "-adfq", "--window=250", "--depth=50")
+    shas = _git(origin, "rev-list", "HEAD").split()
+    pack = next((origin / ".git" / "objects" / "pack").glob("*.idx"))
+    listing = _git(origin, "verify-pack", "-v", str(pack))
+    deltified = {line.split()[0] for line in listing.splitlines() if " commit " in line and len(line.split()) >= 7}
+    assert deltified & set(shas), "the repack stored no commit as a delta; the test proves nothing"
+    for sha in shas:
+        _git(origin, "checkout", "-q", "--detach", sha)
+        assert dr.git_info(str(origin))["committed_at"] == "2025-10-29T06:00:00.000000Z", sha
+    # a clone sharing its objects through .git/objects/info/alternates
+    _git(origin, "checkout", "-q", "main")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(origin), str(clone)], check=True)
+    assert not list((clone / ".git" / "objects" / "pack").glob("*.pack"))
+    info = dr.git_info(str(clone))
+    assert info["commit"] == shas[0] and info["committed_at"] == "2025-10-29T06:00:00.000000Z"
+
+
 def test_git_info_outside_a_repository(tmp_path):
     assert dr.git_info(str(tmp_path)) == {}
 
