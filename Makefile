@@ -48,6 +48,7 @@ lint: deps
 	ansible-lint --offline --profile production --strict
 	ansible-playbook --syntax-check playbooks/*.yml
 	ansible-inventory -i inventories/staging --list >/dev/null
+	ansible-inventory -i inventories/local-ssh --list >/dev/null
 	ansible-inventory -i inventories/production --list >/dev/null
 	ansible-playbook -i inventories/production --syntax-check playbooks/*.yml
 

@@ -2,7 +2,8 @@
 
 Brings up, idempotently, on a Debian 12 machine where we are root:
 Docker Engine (+ Compose v2), a local image registry, a debootstrap base image, the demo images (good, new
-and fault variants), PostgreSQL, an S3 API (moto), the Statuspage/chat stand-in, and the demo compose stack.
+and fault variants), PostgreSQL, an S3 API (moto), the Statuspage/chat stand-in, the demo compose stack, and
+an SSH target (its own sshd on 127.0.0.1:2222, a deploy user with sudo) for inventories/local-ssh.
 Everything it starts is recorded under SANDBOX_HOME so that `down` removes exactly that and nothing else.
 """
 
@@ -11,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -39,6 +41,7 @@ PORTS = {
     "s3": 9000,
     "statuspage": 8090,
     "webhook": 8091,
+    "ssh": 2222,
 }
 REGISTRY = f"{HOST}:{PORTS['registry']}"
 PROJECT = "rbdemo"
@@ -64,6 +67,11 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sand
 STATUSPAGE_PAGE_ID = "rbsbx0000001"
 TLS_DAYS = 10
 SECRET_NAMES = ("postgres_password", "app_db_password", "statuspage_api_key")
+# The SSH target: a dedicated sshd (never the system's), and a deploy user that is root only through sudo.
+SSHD = Path("/usr/sbin/sshd")  # sshd re-executes itself, so it must be started by its absolute path
+SSH_USER = "rbdeploy"
+SSH_USER_COMMENT = "runbook.release sandbox deploy user"  # marks the account as the sandbox's own
+SUDOERS_FILE = Path("/etc/sudoers.d/runbook-sandbox")
 
 
 class SandboxError(Exception):
@@ -132,7 +140,8 @@ def require_port(name, port):
 PREREQUISITES = [
     ("dockerd", "docker.io"), ("docker", "docker.io"), ("docker-registry", "docker-registry"),
     ("debootstrap", "debootstrap"), ("openssl", "openssl"), ("runuser", "util-linux"), ("ss", "iproute2"),
-    ("psql", "postgresql-client"),
+    ("psql", "postgresql-client"), ("ssh", "openssh-client"), ("ssh-keygen", "openssh-client"),
+    ("sudo", "sudo"), ("visudo", "sudo"), ("useradd", "passwd"), ("userdel", "passwd"),
 ]
 
 
@@ -140,11 +149,13 @@ def check_prerequisites():
     missing = [f"{cmd} (Debian package {pkg})" for cmd, pkg in PREREQUISITES if not shutil.which(cmd)]
     if not (PG_BIN / "initdb").exists():
         missing.append(f"{PG_BIN}/initdb (Debian package postgresql)")
+    if not SSHD.exists():
+        missing.append(f"{SSHD} (Debian package openssh-server)")
     for tool in ("moto_server", "ansible-playbook"):
         if not (VENV_BIN / tool).exists():
             missing.append(f"{VENV_BIN / tool} (Python tooling)")
     if os.geteuid() != 0:
-        missing.append("root privileges (the sandbox starts dockerd and PostgreSQL)")
+        missing.append("root privileges (the sandbox starts dockerd, PostgreSQL and sshd, and adds a deploy user)")
     if missing:
         raise SandboxError("missing prerequisites: " + "; ".join(missing) + ". Run 'make deps' to install them.")
     if shutil.which("docker") and run(["docker", "compose", "version"], check=False).returncode != 0:
@@ -242,6 +253,10 @@ def processes():
                                  "--state-file", str(HOME / "saas" / "state.json")],
                         port=PORTS["statuspage"], marker="saas.py",
                         ready=lambda: http_get(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/health")[0] == 200),
+        # -D: in the foreground, so the pid is ours to track; -e: its log goes to HOME/log/sshd.log. sshd rewrites
+        # its process title, which keeps the config path: the marker tells it from the system's sshd.
+        "sshd": Process("sshd", [str(SSHD), "-D", "-e", "-f", str(SshPaths.config)], port=PORTS["ssh"],
+                        marker=str(SshPaths.config), ready=sshd_ready),
     }
 
 
@@ -388,13 +403,31 @@ def ensure_images():
 
 
 def publish_artifacts(tag, migrations):
-    """Each release's migrations on the host, as a deploy checkout would have them."""
+    """Each release's artifacts on the host, as a CI pipeline would publish them: the migrations, the test
+    evidence (JUnit XML, 197 of 200 passing) and a vulnerability report (one medium finding) the go/no-go gate
+    reads, and the approvals an AWX approval step would hand over (the sandbox's approvers, dated now)."""
     dest = HOME / "artifacts" / tag / "migrations"
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     for path in migrations:
         shutil.copy(path, dest / path.name)
+    evidence = HOME / "artifacts" / tag / "evidence"
+    evidence.mkdir(parents=True, exist_ok=True)
+    write_file(evidence / "junit.xml",
+               '<testsuites><testsuite name="e2e" tests="200" failures="3" errors="0" skipped="0"/></testsuites>\n')
+    write_file(evidence / "trivy.json", json.dumps({"SchemaVersion": 2, "Results": [{
+        "Target": f"demo/api:{tag}", "Vulnerabilities": [{
+            "VulnerabilityID": "CVE-2031-0001", "PkgName": "libexample", "Severity": "MEDIUM",
+            "CVSS": {"nvd": {"V3Score": 5.3}}}]}]}, indent=1) + "\n")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    approvals = HOME / "approvals"
+    approvals.mkdir(mode=0o700, exist_ok=True)
+    people = {"team_lead": "sandbox-lead", "engineering_manager": "sandbox-em", "product_owner": "sandbox-po",
+              "on_call": "sandbox-oncall"}
+    write_file(approvals / f"{tag}.yml", "approvals:\n" + "".join(
+        f"  - {{approver: {who}, role: {role}, version: {tag}, approved_at: \"{now}\"}}\n"
+        for role, who in people.items()), mode=0o600)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------------------
@@ -507,6 +540,185 @@ def ensure_bucket():
         client.put_bucket_versioning(Bucket=S3_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
 
+# --- SSH target -------------------------------------------------------------------------------------------------
+
+class SshPaths:
+    """The sandbox's sshd and its keys (HOME/ssh, 0700): the SSH target of inventories/local-ssh."""
+
+    base = HOME / "ssh"
+    config = base / "sshd_config"
+    host_key = base / "ssh_host_ed25519_key"
+    client_key = base / "id_ed25519"
+    known_hosts = base / "known_hosts"
+    pidfile = HOME / "run" / "sshd.pid"
+
+
+def sshd_ready():
+    try:
+        with socket.create_connection((HOST, PORTS["ssh"]), timeout=2) as sock:
+            return sock.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+def sshd_config():
+    return "\n".join([
+        "# The runbook.release sandbox's own sshd (scripts/sandbox), the SSH target of inventories/local-ssh.",
+        "# Not the system's sshd: it reads only this file, listens only on the loopback address and lets in only",
+        f"# {SSH_USER}, by key. Written by every 'scripts/sandbox up'; edits are overwritten.",
+        f"ListenAddress {HOST}:{PORTS['ssh']}",
+        f"HostKey {SshPaths.host_key}",
+        f"PidFile {SshPaths.pidfile}",
+        f"AllowUsers {SSH_USER}",
+        "PermitRootLogin no",
+        "PubkeyAuthentication yes",
+        "AuthorizedKeysFile .ssh/authorized_keys",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitEmptyPasswords no",
+        "AuthenticationMethods publickey",
+        # No PAM: the deploy user has no password and the sandbox needs no PAM session (pam_loginuid fails in
+        # containers); its account is unlocked ('*', no password matches it) so sshd's own checks let it in.
+        "UsePAM no",
+        "StrictModes yes",
+        "UseDNS no",
+        "X11Forwarding no",
+        "AllowAgentForwarding no",
+        "AllowTcpForwarding no",
+        "PermitTunnel no",
+        "PrintMotd no",
+        "MaxStartups 30:30:100",
+        "Subsystem sftp internal-sftp",  # Ansible copies files over SFTP when it does not pipeline
+        "LogLevel INFO",
+    ]) + "\n"
+
+
+def ensure_ssh_user():
+    """The deploy user: unprivileged, root only through sudo (become), as a production deploy user is."""
+    try:
+        entry = pwd.getpwnam(SSH_USER)
+    except KeyError:
+        log(f"adding the deploy user {SSH_USER} (root only through sudo)")
+        # '*' as the password: no password matches it, and the account is not locked ('!'), which sshd refuses.
+        run(["useradd", "--create-home", "--shell", "/bin/bash", "--comment", SSH_USER_COMMENT, "--password", "*",
+             SSH_USER])
+        entry = pwd.getpwnam(SSH_USER)
+    if entry.pw_gecos != SSH_USER_COMMENT:
+        raise SandboxError(
+            f"user {SSH_USER} exists but the sandbox did not create it (comment {entry.pw_gecos!r}, expected "
+            f"{SSH_USER_COMMENT!r}); the sandbox would give it passwordless sudo. Remove that user "
+            f"(userdel {SSH_USER}) or rename it, then run 'scripts/sandbox up' again.")
+    shadow = run(["getent", "shadow", SSH_USER], check=False).stdout.split(":")
+    if len(shadow) > 1 and shadow[1].startswith("!"):
+        run(["usermod", "--password", "*", SSH_USER])  # locked (an older sandbox or a manual useradd)
+    return entry
+
+
+def ensure_sudoers():
+    text = (f"# runbook.release sandbox (scripts/sandbox): {SSH_USER}, the deploy user of inventories/local-ssh,\n"
+            "# gets root only through become, as a production deploy user does. 'scripts/sandbox down --purge'\n"
+            "# removes this file.\n"
+            f"{SSH_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    try:
+        if SUDOERS_FILE.read_text() == text and (SUDOERS_FILE.stat().st_mode & 0o777) == 0o440:
+            return False
+    except OSError:
+        pass
+    SUDOERS_FILE.parent.mkdir(mode=0o755, exist_ok=True)
+    # sudo ignores files in sudoers.d whose names contain a dot, so the candidate cannot take effect unchecked.
+    tmp = SUDOERS_FILE.with_name(f".{SUDOERS_FILE.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o440)
+    try:
+        run(["visudo", "-cf", str(tmp)])
+    except SandboxError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, SUDOERS_FILE)
+    return True
+
+
+def ensure_keypair(path, comment):
+    if path.exists() and path.with_suffix(".pub").exists():
+        return False
+    path.unlink(missing_ok=True)
+    path.with_suffix(".pub").unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    os.chmod(path, 0o600)
+    return True
+
+
+def ensure_authorized_key(entry, pubkey):
+    """The client key in the deploy user's ~/.ssh/authorized_keys, owned by the user, as sshd's StrictModes wants."""
+    sshdir = Path(entry.pw_dir) / ".ssh"
+    keys = sshdir / "authorized_keys"
+    if not sshdir.is_dir():
+        sshdir.mkdir(mode=0o700)
+    try:
+        if keys.read_text() == pubkey:
+            return
+    except OSError:
+        pass
+    write_file(keys, pubkey, mode=0o600)
+    for path in (sshdir, keys):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(sshdir, 0o700)
+
+
+def ensure_ssh(procs):
+    """The SSH target: the deploy user with sudo, keys and known_hosts under HOME/ssh, and the sandbox's sshd."""
+    entry = ensure_ssh_user()
+    ensure_sudoers()
+    SshPaths.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(SshPaths.base, 0o700)
+    changed = ensure_keypair(SshPaths.host_key, "runbook-sandbox-sshd")
+    ensure_keypair(SshPaths.client_key, f"runbook-sandbox-{SSH_USER}")
+    ensure_authorized_key(entry, SshPaths.client_key.with_suffix(".pub").read_text())
+    # The host key as Ansible's ssh sees the target: host key checking stays on.
+    host_pub = SshPaths.host_key.with_suffix(".pub").read_text().split()
+    known = f"[{HOST}]:{PORTS['ssh']} {host_pub[0]} {host_pub[1]}\n"
+    if not SshPaths.known_hosts.exists() or SshPaths.known_hosts.read_text() != known:
+        write_file(SshPaths.known_hosts, known)
+    config = sshd_config()
+    if not SshPaths.config.exists() or SshPaths.config.read_text() != config:
+        write_file(SshPaths.config, config, mode=0o600)
+        changed = True
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    proc = run([str(SSHD), "-t", "-f", str(SshPaths.config)], check=False)
+    if proc.returncode != 0:
+        raise SandboxError(f"{SSHD} rejects {SshPaths.config}: {(proc.stderr or proc.stdout).strip()}")
+    sshd = procs["sshd"]
+    if changed and sshd.running():
+        log("restarting the sandbox's sshd (its configuration or host key changed)")
+        sshd.stop()
+    if sshd.start():
+        log(f"sshd started on {HOST}:{PORTS['ssh']} (user {SSH_USER}, key {SshPaths.client_key})")
+    # inventories/local-ssh runs modules with this checkout's .venv Python; a task without become runs it as the
+    # deploy user, who cannot when the venv was made from an interpreter in a private directory (pyenv in /root).
+    python = VENV_BIN / "python"
+    if run(["runuser", "-u", SSH_USER, "--", str(python), "-c", ""], check=False).returncode != 0:
+        log(f"warning: {SSH_USER} cannot run {python} (it is {os.path.realpath(python)}); tasks of "
+            f"inventories/local-ssh without become fail. Recreate .venv from /usr/bin/python3 to fix it.")
+
+
+def remove_ssh_target():
+    """`down --purge`: the deploy user (only if the sandbox created it), its sudoers file and HOME/ssh."""
+    SUDOERS_FILE.unlink(missing_ok=True)
+    try:
+        entry = pwd.getpwnam(SSH_USER)
+    except KeyError:
+        entry = None
+    if entry is not None and entry.pw_gecos == SSH_USER_COMMENT:
+        proc = run(["userdel", "--force", "--remove", SSH_USER], check=False)
+        if proc.returncode == 0:
+            log(f"removed the deploy user {SSH_USER} and {SUDOERS_FILE}")
+        else:
+            log(f"warning: could not remove the user {SSH_USER}: {(proc.stderr or proc.stdout).strip()}")
+    shutil.rmtree(SshPaths.base, ignore_errors=True)
+
+
 # --- the demo stack ------------------------------------------------------------------------------------------------
 
 def stack_dir():
@@ -607,6 +819,7 @@ def cmd_up(args):
     (HOME / "saas").mkdir(exist_ok=True)
     if procs["saas"].start():
         log(f"Statuspage and chat webhook stand-ins started on {HOST}:{PORTS['statuspage']}/{PORTS['webhook']}")
+    ensure_ssh(procs)
 
     empty = args.empty
     deployed = any(state == "running" for _cid, _service, state in stack_containers())
@@ -643,7 +856,7 @@ def cmd_down(args):
         ids = run(["docker", "images", "-q", "--filter", "label=runbook.sandbox=1"], check=False).stdout.split()
         if ids:
             run(["docker", "rmi", "-f", *sorted(set(ids))], check=False)
-    for name in ("saas", "s3", "registry"):
+    for name in ("sshd", "saas", "s3", "registry"):
         if procs[name].stop():
             log(f"stopped {name}")
     if pg_running():
@@ -656,9 +869,10 @@ def cmd_down(args):
         owned.unlink()
         log("stopped dockerd (the sandbox had started it)")
     # Runtime state goes; the registry's storage stays as a cache unless --purge.
-    for sub in ("postgres", "stack", "saas", "run", "secrets", "artifacts"):
+    for sub in ("postgres", "stack", "saas", "run", "secrets", "artifacts", "approvals"):
         shutil.rmtree(HOME / sub, ignore_errors=True)
     if args.purge:
+        remove_ssh_target()
         shutil.rmtree(HOME, ignore_errors=True)
         for tarball in CACHE.glob("rootfs-bookworm-*.tar"):
             tarball.unlink()
@@ -689,6 +903,9 @@ def status_data():
                        "page_id": STATUSPAGE_PAGE_ID, "api_key_file": str(HOME / "secrets" / "statuspage_api_key")},
         "webhook": {"running": procs["saas"].running(),
                     "url": f"http://{HOST}:{PORTS['webhook']}/hooks/releases"},
+        "ssh": {"running": procs["sshd"].running(), "host": HOST, "port": PORTS["ssh"], "user": SSH_USER,
+                "private_key_file": str(SshPaths.client_key), "known_hosts_file": str(SshPaths.known_hosts),
+                "sudoers_file": str(SUDOERS_FILE), "inventory": "inventories/local-ssh"},
         "stack": {"project": PROJECT, "project_src": str(stack_dir()), "services": health,
                   "version": deployed_version(),
                   "maintenance": (stack_dir() / "maintenance" / "enabled").exists()},
@@ -711,6 +928,8 @@ def print_endpoints(data):
         f"  statuspage    {data['statuspage']['api_url']} page={STATUSPAGE_PAGE_ID} "
         f"(key in {data['statuspage']['api_key_file']})",
         f"  chat webhook  {data['webhook']['url']}",
+        f"  ssh           {data['ssh']['user']}@{HOST}:{PORTS['ssh']} (key {data['ssh']['private_key_file']}, "
+        f"known hosts {data['ssh']['known_hosts_file']}; inventories/local-ssh)",
     ]
     print("\n".join(lines), flush=True)
 
@@ -722,11 +941,11 @@ def cmd_status(args):
     else:
         for key in ("docker",):
             print(f"{key:12} {'running' if data[key] else 'stopped'}")
-        for key in ("registry", "postgres", "s3", "statuspage"):
+        for key in ("registry", "postgres", "s3", "statuspage", "ssh"):
             print(f"{key:12} {'running' if data[key]['running'] else 'stopped'}")
         services = ", ".join(f"{s}={'/'.join(v)}" for s, v in sorted(data["stack"]["services"].items())) or "none"
         print(f"{'stack':12} version={data['stack']['version']} {services}")
-    up = data["docker"] and all(data[k]["running"] for k in ("registry", "postgres", "s3", "statuspage"))
+    up = data["docker"] and all(data[k]["running"] for k in ("registry", "postgres", "s3", "statuspage", "ssh"))
     return 0 if up else 3
 
 

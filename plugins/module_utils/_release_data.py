@@ -83,6 +83,23 @@ FIELDS = {
         "failed": ((list,), None, "'<criterion>: <reason>' per failed criterion"),
         "evaluated_at": (_STR, None, "UTC ISO-8601"),
     }, "go/no-go gate verdict"),
+    "integrity": ((dict,), {
+        "passed": ((bool,), None, "no data integrity check was violated (the last run: after the change, when it ran)"),
+        "violations": ((list,), None, "one string per violation, e.g. 'items: 1040 is +8.0 % from 963 (tolerance ±5 %)'"),
+        "values": ((dict,), None, "check name -> number, of the last run"),
+        "baseline": ((dict, type(None)), None, "check name -> number the last run was compared with; null without one"),
+        "checked_at": (_STR, None, "UTC ISO-8601"),
+    }, "data integrity checks before and after the change"),
+    "hooks": ((dict,), None, "the team's hooks by stage (runbook.release.hooks): "
+                             "{<stage>: [{name, rc, duration_s, ok, required, host}]}"),
+    "handoff": ((dict,), {
+        "posted": ((bool,), None, "the on-call summary reached the chat webhook"),
+        "at": (_STR, None, "UTC ISO-8601, when the handoff was made"),
+    }, "on-call handoff (runbook.release.handoff)"),
+    "hotfix": ((dict,), {
+        "reason": (_STR, None, "why the hotfix is needed"),
+        "ticket": (_STR, None, "the incident or issue it fixes"),
+    }, "present for a hotfix (playbooks/hotfix.yml)"),
     "outcome": (_STR, None, "one of " + ", ".join(OUTCOMES)),
     "rollback": ((dict,), {
         "trigger": (_STR, None, "what triggered it: rollout, smoke, monitor, operator, ..."),

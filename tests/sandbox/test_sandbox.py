@@ -26,7 +26,7 @@ APP_TAGS = ("v1.2.2", "v1.2.3", "v1.2.4-unhealthy", "v1.2.4-crash", "v1.2.4-erro
 
 def test_status_reports_every_service_running(sandbox_status):
     assert sandbox_status["docker"] is True
-    for name in ("registry", "postgres", "s3", "statuspage", "webhook"):
+    for name in ("registry", "postgres", "s3", "statuspage", "webhook", "ssh"):
         assert sandbox_status[name]["running"] is True, name
     assert sorted(sandbox_status["stack"]["services"]) == sorted(SERVICES)
 
@@ -120,6 +120,54 @@ def test_postgres_listens_on_loopback_only(sandbox_status):
                           text=True, check=True)
     addresses = {line.split()[3].rsplit(":", 1)[0] for line in proc.stdout.splitlines()}
     assert addresses == {"127.0.0.1"}
+
+
+def test_ssh_listens_on_loopback_only(sandbox_status):
+    assert sandbox_status["ssh"]["running"] is True
+    proc = subprocess.run(["ss", "-ltnH", f"sport = :{sandbox_status['ssh']['port']}"], capture_output=True,
+                          text=True, check=True)
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in proc.stdout.splitlines()}
+    assert addresses == {"127.0.0.1"}
+
+
+def ssh_to_sandbox(ssh, user, *options, command="true"):
+    """ssh to the sandbox's sshd with host key checking on against its known_hosts, never prompting."""
+    argv = ["ssh", "-F", "/dev/null", "-p", str(ssh["port"]), "-o", f"UserKnownHostsFile={ssh['known_hosts_file']}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *options,
+            f"{user}@{ssh['host']}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_ssh_lets_the_deploy_user_in_by_key_and_root_only_through_sudo(sandbox_status):
+    ssh = sandbox_status["ssh"]
+    key = ["-i", ssh["private_key_file"], "-o", "IdentitiesOnly=yes"]
+    proc = ssh_to_sandbox(ssh, ssh["user"], *key, command="id -un; sudo -n id -un")
+    assert (proc.returncode, proc.stdout.split()) == (0, [ssh["user"], "root"]), proc.stderr
+
+
+def test_ssh_refuses_passwords_and_root(sandbox_status):
+    ssh = sandbox_status["ssh"]
+    # The server names the methods it would accept: publickey only, so no password is ever asked for.
+    password = ssh_to_sandbox(ssh, ssh["user"], "-o", "PubkeyAuthentication=no")
+    assert password.returncode == 255
+    assert "Permission denied (publickey)" in password.stderr
+    root = ssh_to_sandbox(ssh, "root", "-i", ssh["private_key_file"], "-o", "IdentitiesOnly=yes")
+    assert root.returncode == 255
+    assert "Permission denied (publickey)" in root.stderr
+
+
+def test_local_ssh_inventory_releases_with_the_local_settings():
+    inventories = Path(__file__).resolve().parents[2] / "inventories"
+    local = sorted(p.name for p in (inventories / "local" / "group_vars" / "all").iterdir())
+    for name in local:
+        link = inventories / "local-ssh" / "group_vars" / "all" / name
+        assert link.is_symlink() and link.resolve() == (inventories / "local" / "group_vars" / "all" / name).resolve()
+    proc = subprocess.run([str(inventories.parent / ".venv" / "bin" / "ansible-inventory"), "-i",
+                           str(inventories / "local-ssh"), "--host", "sandbox-ssh"], capture_output=True, text=True,
+                          check=True, cwd=inventories.parent, timeout=60)
+    hostvars = json.loads(proc.stdout)
+    assert hostvars["release_environment"] == "local-ssh"
+    assert (hostvars["ansible_user"], hostvars["ansible_port"], hostvars["ansible_become"]) == ("rbdeploy", 2222, True)
 
 
 def test_s3_bucket_exists_and_round_trips(sandbox_status):
