@@ -6,13 +6,18 @@
 # at any time without notice. Do not import it from other collections.
 """The probes of runbook.release.smoke_check: one sample of a check, of each type.
 
-``Probes(module, ...).sample(check)`` returns one sample (see _smoke_judge): HTTP through
-``ansible.module_utils.urls`` (``Request.open``, what ``open_url`` calls, with one TLS context per
-certificate setting: building a context loads the CA store, about 80 ms, which would otherwise be paid on every
-request), TCP and DNS with ``socket``, TLS with ``ssl`` and the DER reader of
-_smoke_tls, containers and logs with the docker CLI (argv lists through ``module.run_command``, via
-_compose.Docker), PostgreSQL through _postgres, and scenarios as ordered HTTP steps whose captured values feed
-later steps, with cleanup steps that always run. Probes are called from several threads at once.
+``Probes(module, ...).sample(check)`` returns one sample (see _smoke_judge): HTTP with urllib as
+``ansible.module_utils.urls.Request.open`` sends it (``_open``: proxies from the environment, credentials from the
+URL, a fresh cookie jar, gzip decoded, the ``follow_redirects`` policy and TLS context of ``urls``), TCP and DNS
+with ``socket``, TLS with ``ssl`` and the DER reader of _smoke_tls, containers and logs with the docker CLI (argv
+lists through ``module.run_command``, via _compose.Docker), PostgreSQL through _postgres, and scenarios as ordered
+HTTP steps whose captured values feed later steps, with cleanup steps that always run. Probes are called from
+several threads at once.
+
+Start-up cost matters (a smoke check runs right after a rollout, and the module starts afresh each time): a TLS
+context, one per certificate setting, is built on the first HTTPS connection only (it loads the CA store, tens of
+ms), and ``ansible.module_utils.urls`` (which imports ``cryptography``), _smoke_tls, _compose and _postgres are
+imported by the checks that need them, so 50 plain-http checks pay for none of them.
 
 Secrets: values of secret headers (Authorization, Cookie, ...) and secret captures are added to the module's
 ``no_log_values`` the moment they are known, so Ansible masks them in everything the module returns; results
@@ -28,12 +33,12 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
+from http.cookiejar import CookieJar
 from urllib.error import HTTPError, URLError
-
-from ansible.module_utils.urls import Request, make_context
+from urllib.parse import unquote, urlparse, urlunparse
 
 from ansible_collections.runbook.release.plugins.module_utils import _smoke_spec as spec
-from ansible_collections.runbook.release.plugins.module_utils import _smoke_tls as tls
 
 USER_AGENT = "runbook.release-smoke_check/0.1.0"
 MAX_BODY = 1024 * 1024
@@ -76,6 +81,35 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """HTTPS with the TLS context ``context_of()`` returns, asked for when an HTTPS connection is opened (a plain-http
+    request never needs one, unless it is redirected to https)."""
+
+    def __init__(self, context_of):
+        # Not HTTPSHandler.__init__: from Python 3.12 it builds a default context (loads the CA store) when given none.
+        urllib.request.AbstractHTTPHandler.__init__(self)  # pylint: disable=non-parent-init-called
+        self._context_of = context_of
+
+    def https_open(self, req):
+        return self.do_open(http.client.HTTPSConnection, req, context=self._context_of())
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """The ``follow_redirects`` policy of ``ansible.module_utils.urls.HTTPRedirectHandler`` ("safe": GET and HEAD
+    only; "none": the 3xx is the answer), imported when an answer is a redirect."""
+
+    if not hasattr(urllib.request.HTTPRedirectHandler, "http_error_308"):  # Python < 3.11, as urls does
+        http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+
+    def __init__(self, follow_redirects):
+        super().__init__()
+        self.follow_redirects = follow_redirects
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        from ansible.module_utils.urls import HTTPRedirectHandler
+        return HTTPRedirectHandler(self.follow_redirects).redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class Probes:
     """Takes samples of checks. ``secrets`` are the module's ``secrets``; ``unique`` the run's ``${unique}``."""
 
@@ -86,6 +120,8 @@ class Probes:
         self._lock = threading.Lock()
         self._docker = None
         self._contexts = {}
+        # What urllib's ProxyHandler reads from the environment on every request; the environment does not change.
+        self._proxies = urllib.request.getproxies()
         self.commands = []
 
     # --- plumbing ---------------------------------------------------------------------------------------------
@@ -98,9 +134,11 @@ class Probes:
             self.module.no_log_values.add(str(value))
 
     def tls_context(self, validate_certs, ca_path):
+        """The TLS context of a certificate setting, built once (it loads the CA store) by ``urls.make_context``."""
         key = (bool(validate_certs), ca_path)
         with self._lock:
             if key not in self._contexts:
+                from ansible.module_utils.urls import make_context
                 self._contexts[key] = make_context(cafile=ca_path, validate_certs=bool(validate_certs))
             return self._contexts[key]
 
@@ -142,13 +180,13 @@ class Probes:
         elif fields["body"] is not None:
             data = str(spec.render(fields["body"], context)).encode("utf-8")
         started = time.monotonic()
+        validate, ca_path = fields["validate_certs"] is not False, fields.get("ca_path")
         try:
-            validate = fields["validate_certs"] is not False
-            context = self.tls_context(validate, fields.get("ca_path"))  # also for http: a redirect may lead to https
-            answer = Request().open(fields["method"], url, data=data, headers=headers, timeout=fields["timeout_s"] or 10,
-                                    validate_certs=validate, ca_path=fields.get("ca_path"), context=context,
-                                    follow_redirects="safe" if fields.get("follow_redirects") is not False else "none",
-                                    http_agent=USER_AGENT, use_netrc=False)
+            if ca_path:
+                # A CA file that cannot be read fails the check even for a plain-http URL, as it always has.
+                self.tls_context(validate, ca_path)
+            answer = self._open(fields["method"], url, data, headers, fields["timeout_s"] or 10, validate, ca_path,
+                                "safe" if fields.get("follow_redirects") is not False else "none")
             with answer:
                 response = Response(answer.status, answer.headers, answer.read(MAX_BODY))
         except HTTPError as exc:
@@ -162,6 +200,40 @@ class Probes:
             return None, _ms(started), "%s %s failed: %s" % (
                 fields["method"], spec.scrub_url(url), spec.scrub_text(str(reason), 200))
         return response, _ms(started), None
+
+    def _open(self, method, url, data, headers, timeout, validate_certs, ca_path, follow_redirects):
+        """The request ``ansible.module_utils.urls.Request().open()`` sends with these options (``use_netrc=False``,
+        no client certificate, the TLS context of ``tls_context()``), through an opener of its own.
+
+        Request.open installs its opener process-wide and then opens with whichever opener is installed, so probes
+        in other threads could send this request with their redirect policy or TLS context. Here each request has
+        its own opener, as in Request.open: credentials in the URL answer basic and digest challenges, the proxies
+        are the environment's, and a fresh cookie jar keeps cookies set along a redirect chain for that chain only.
+        """
+        handlers = []
+        parsed = urlparse(url)
+        if parsed.scheme != "ftp" and "@" in parsed.netloc:
+            credentials, netloc = parsed.netloc.split("@", 1)
+            username, _sep, password = credentials.partition(":")
+            url = urlunparse(parsed._replace(netloc=netloc))
+            if username:
+                passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+                passwords.add_password(None, netloc, unquote(username), unquote(password))
+                handlers.extend([urllib.request.HTTPBasicAuthHandler(passwords),
+                                 urllib.request.HTTPDigestAuthHandler(passwords)])
+        handlers.extend([urllib.request.ProxyHandler(self._proxies),
+                         _HTTPSHandler(lambda: self.tls_context(validate_certs, ca_path)),
+                         _RedirectHandler(follow_redirects), urllib.request.HTTPCookieProcessor(CookieJar())])
+        request = urllib.request.Request(url, data=data, method=method.upper())
+        request.add_header("User-agent", USER_AGENT)
+        for name, value in headers.items():
+            request.add_header(name, value)
+        answer = urllib.request.build_opener(*handlers).open(request, None, timeout)
+        if answer.headers.get("content-encoding", "").lower() == "gzip":
+            from ansible.module_utils.urls import GzipDecodedReader
+            answer.fp = GzipDecodedReader(answer.fp)
+            answer.length = None
+        return answer
 
     def judge(self, fields, response, latency_ms, context):
         """Reasons why an HTTP answer does not meet the expectations of ``fields``; empty when it does."""
@@ -350,6 +422,7 @@ class Probes:
                 return conn.getpeercert(binary_form=True), conn.version()
 
     def _tls(self, check):
+        from ansible_collections.runbook.release.plugins.module_utils import _smoke_tls as tls
         started = time.monotonic()
         problems, protocol, der = [], None, None
         if check["validate_certs"]:

@@ -4,9 +4,13 @@ Container, logs and PostgreSQL probes are exercised against the sandbox by the i
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -56,6 +60,20 @@ class Api(BaseHTTPRequestHandler):
             return self._send(500, {"error": "boom", "token": "leaky-token-value"})
         if self.path == "/text":
             return self._send(200, b"plain text")
+        if self.path == "/redirect":
+            return self._send(302, headers={"Location": "/health"})
+        if self.path == "/redirect-with-cookie":
+            return self._send(302, headers={"Location": "/needs-cookie", "Set-Cookie": "rb=c00k1e; Path=/"})
+        if self.path == "/needs-cookie":
+            return self._send(200, {"cookie": "yes"}) if "rb=c00k1e" in (self.headers.get("Cookie") or "") else \
+                self._send(403, {"cookie": "no"})
+        if self.path == "/gzip":
+            return self._send(200, gzip.compress(json.dumps({"status": "zipped"}).encode()),
+                              {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        if self.path == "/basic":
+            if self.headers.get("Authorization") == "Basic " + base64.b64encode(b"user:p@ss").decode():
+                return self._send(200, {"user": "user"})
+            return self._send(401, {"error": "who"}, {"WWW-Authenticate": 'Basic realm="smoke"'})
         if self.path == "/items/export":
             return self._send(200, ("id,name\n" + "".join("%s,%s\n" % kv for kv in Api.items.items())).encode())
         if self.path.startswith("/items/"):
@@ -68,6 +86,8 @@ class Api(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         Api.log.append(("POST", self.path, self.headers.get("Authorization")))
+        if self.path == "/redirect":
+            return self._send(302, headers={"Location": "/health"})
         if self.path == "/login":
             return self._send(200, {"token": TOKEN}) if body.get("password") == "pw-1" else self._send(401)
         if self.path == "/items" and self._authorized():
@@ -182,6 +202,105 @@ def test_secret_header_values_are_marked_for_masking(probes, base):
     probes.sample(check)
     assert {"Bearer pw-1", "pw-1"} <= probes.module.no_log_values
     assert "x" not in probes.module.no_log_values
+
+
+# --- http: what urllib does for a probe (redirects, cookies, gzip, credentials, proxies, TLS settings) -------------
+
+def test_redirects_are_followed_for_get_only_unless_disabled(probes, base):
+    followed = probes.sample(one({"url": "/redirect", "expect_json": {"status": "ok"}}, base))
+    assert followed["ok"] and followed["status"] == 200, followed["reason"]
+    kept = probes.sample(one({"url": "/redirect", "follow_redirects": False, "expect_status": 302}, base))
+    assert kept["ok"] and kept["status"] == 302, kept["reason"]
+    post = probes.sample(one({"url": "/redirect", "method": "POST", "json": {}, "expect_status": 302}, base))
+    assert post["ok"] and post["status"] == 302, "a POST is not redirected (follow_redirects 'safe')"
+
+
+def test_a_cookie_set_by_a_redirect_is_sent_to_its_target_only(probes, base):
+    sample = probes.sample(one({"url": "/redirect-with-cookie", "expect_json": {"cookie": "yes"}}, base))
+    assert sample["ok"], sample["reason"]
+    later = probes.sample(one({"url": "/needs-cookie", "expect_status": 403}, base))
+    assert later["ok"], "each request starts with an empty cookie jar: %s" % later["reason"]
+
+
+def test_a_gzip_answer_is_decoded(probes, base):
+    sample = probes.sample(one({"url": "/gzip", "expect_json": {"status": "zipped"}}, base))
+    assert sample["ok"], sample["reason"]
+
+
+def test_credentials_in_the_url_answer_a_basic_challenge(probes, base):
+    url = base.replace("http://", "http://user:p%40ss@") + "/basic"
+    sample = probes.sample(one({"url": url, "expect_json": {"user": "user"}}))
+    assert sample["ok"], sample["reason"]
+    assert not probes.sample(one({"url": base + "/basic", "expect_status": 200}))["ok"]
+
+
+def test_a_proxy_from_the_environment_is_used(probes, base, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:%d" % closed_port())
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    sample = Probes(probes.module).sample(one({"url": "http://example.invalid/health", "timeout_s": 2}))
+    assert not sample["ok"] and "Connection refused" in sample["reason"], sample["reason"]
+
+
+def test_concurrent_probes_keep_their_own_redirect_settings(probes, base):
+    """ansible.module_utils.urls.Request.open installs its opener process-wide and then uses whichever is installed:
+    from several threads, a request could follow (or not) another check's redirects, or use its TLS settings."""
+    follow = one({"url": "/redirect"}, base)
+    stay = one({"url": "/redirect", "follow_redirects": False, "expect_status": 302}, base)
+    wrong = []
+
+    def worker(check, status):
+        for _attempt in range(25):
+            got = probes.sample(check)["status"]
+            if got != status:
+                wrong.append((check["follow_redirects"], got))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to give a race every chance
+    try:
+        threads = [threading.Thread(target=worker, args=(follow, 200) if n % 2 else (stay, 302)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, "%d of 200 requests used another check's redirect setting: %s" % (len(wrong), wrong[:5])
+
+
+def test_plain_http_builds_no_tls_context_and_leaves_ansible_urls_unloaded(base):
+    """Building a TLS context loads the CA store (tens of ms) and ansible.module_utils.urls imports cryptography:
+    neither is needed until a request (or a redirect) goes to https, so checks of plain http URLs skip both."""
+    code = (
+        "import sys, types\n"
+        "from ansible_collections.runbook.release.plugins.module_utils import _smoke_spec as spec\n"
+        "from ansible_collections.runbook.release.plugins.module_utils._smoke_probes import Probes\n"
+        "probes = Probes(types.SimpleNamespace(no_log_values=set()))\n"
+        "for path in ('/health', '/redirect'):\n"
+        "    sample = probes.sample(spec.normalize_checks([{'name': 'c', 'url': sys.argv[1] + path}], None, {})[0])\n"
+        "    assert sample['ok'] and sample['status'] == 200, sample\n"
+        "    print(path, ','.join(m for m in ('ansible.module_utils.urls', 'cryptography') if m in sys.modules) or '-',\n"
+        "          len(probes._contexts))\n"
+    )
+    paths = [p for p in sys.path if p.endswith(("collections", "tests"))]
+    proc = subprocess.run([sys.executable, "-c", code, base], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": ":".join(paths), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    plain, redirected = proc.stdout.splitlines()
+    assert plain == "/health - 0", "a plain-http check loaded urls or built a TLS context: " + plain
+    assert redirected.endswith(" 0"), "a redirect to http built a TLS context: " + redirected
+
+
+def test_a_ca_file_that_cannot_be_read_fails_even_a_plain_http_check(probes, base, tmp_path):
+    sample = probes.sample(one({"url": "/health", "ca_path": str(tmp_path / "missing.pem")}, base))
+    assert not sample["ok"] and "No such file or directory" in sample["reason"], sample["reason"]
+
+
+def test_https_context_is_built_once_per_certificate_setting(probes, tls_server):
+    port, ca = tls_server
+    for _attempt in range(3):
+        assert probes.sample(one({"url": "https://localhost:%d/health" % port, "ca_path": ca}))["ok"]
+    assert list(probes._contexts) == [(True, ca)]
 
 
 # --- scenarios -----------------------------------------------------------------------------------------------
