@@ -14,7 +14,7 @@ export ANSIBLE_FORCE_COLOR := 0
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 DEMO_VERSION ?= v1.2.3
 
-.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints clean
+.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints changelog clean
 
 help:
 	@echo "make demo    bring the sandbox up and release $(DEMO_VERSION) (playbooks/release.yml)"
@@ -70,6 +70,9 @@ e2e: sandbox-reset
 
 lifecycle: sandbox
 	$(PYTEST) tests/lifecycle
+
+changelog: deps
+	scripts/changelog
 
 bench: sandbox-reset
 	$(VENV)/bin/python bench/bench_compose_rollout.py

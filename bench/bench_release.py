@@ -44,7 +44,7 @@ def playbook(tasks):
         json.dump(play, handle)
     try:
         proc = subprocess.run([str(VENV / "ansible-playbook"), handle.name], cwd=REPO, capture_output=True,
-                              text=True, env=dict(ENV, ANSIBLE_CALLBACKS_ENABLED=""))
+                              text=True, env=ENV)
         if proc.returncode:
             raise SystemExit("revert failed:\n" + proc.stdout[-3000:])
     finally:
@@ -57,7 +57,8 @@ def revert(raw):
     if raw:
         for version in ("V006", "V005", "V004"):
             down = next(migrations.glob(version + "__*.down.sql"))
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(down)],
+            single = [] if "-- runbook: no-transaction" in down.read_text() else ["--single-transaction"]
+            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-f", str(down)],
                            env=pg_env(), check=True, capture_output=True)
         psql("DELETE FROM schema_migrations WHERE version > 'V003'")
     else:

@@ -802,6 +802,13 @@ def deployed_version():
 
 # --- commands --------------------------------------------------------------------------------------------------------
 
+def reset_saas():
+    """Forget what the Statuspage and chat stand-ins recorded (incidents, maintenances, requests, faults)."""
+    request = urllib.request.Request(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
 def cmd_up(args):
     check_prerequisites()
     HOME.mkdir(parents=True, exist_ok=True)
@@ -830,6 +837,9 @@ def cmd_up(args):
             reset_database(with_schema=not empty)
         write_stack(None if empty else GOOD_VERSION)
         (stack_dir() / "maintenance" / "enabled").unlink(missing_ok=True)
+        # A fresh start: no deploy lock or release history of earlier runs, no incidents left open on the page.
+        shutil.rmtree(stack_dir() / ".runbook-release", ignore_errors=True)
+        reset_saas()
         if not empty:
             deploy_stack()
     elif ensure_tls():

@@ -36,8 +36,8 @@ def test_tarball_has_no_dev_only_files(installed):
         names = tar.getnames()
     leaked = [n for n in names if n.startswith(DEV_ONLY) or "__pycache__" in n]
     assert leaked == []
-    for needed in ("plugins/modules/compose_rollout.py", "roles/app_rollout/tasks/main.yml", "meta/runtime.yml",
-                   "playbooks/release.yml", "README.md"):
+    for needed in ("CHANGELOG.rst", "plugins/modules/compose_rollout.py", "roles/app_rollout/tasks/main.yml",
+                   "meta/runtime.yml", "playbooks/release.yml", "README.md"):
         assert needed in names
 
 

@@ -1,0 +1,284 @@
+"""End to end: the database migration runbook (playbooks/migrate.yml) on the sandbox, judged from outside.
+
+`ansible-playbook playbooks/migrate.yml -e version=v1.2.3` against the sandbox's PostgreSQL (appdb, at V003 with a
+Supabase-style history after a reset), moto S3, the demo stack's proxy (maintenance page) and the Statuspage/chat
+stand-ins. The tests read what psql, the proxy, the stand-ins and the deployment records show: the schema and
+history of appdb, row counts, pg_database (the rehearsal's scratch database must be gone), the connection limit
+and the maintenance flag after a drain, the record's outcome and migrations.
+
+The module starts from a freshly reset sandbox (v1.2.2 serving, schema V003) and resets it again at the end: the
+migration to V006 renames items.name, which v1.2.2 cannot use (a DB-only migration of a breaks-previous change), so
+after the good migration /api/items of v1.2.2 fails by design until the reset.
+
+Order matters and is the file's order: refusals first (nothing changes), then the good migration and its rerun,
+then a migration that fails in its rehearsal on top of V006.
+"""
+
+import json
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox_cli import sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv" / "bin"
+RECORDS = REPO / "records"
+HOME = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
+CHAT = "http://127.0.0.1:8091/_sandbox/requests"
+STATUSPAGE = "http://127.0.0.1:8090/_sandbox/requests"
+BASE = "http://127.0.0.1:8080"
+VERSION = "v1.2.3"
+FLAG = HOME / "stack" / "maintenance" / "enabled"
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+def env(**extra):
+    return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
+            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "e2e-operator", **extra}
+
+
+def run(*extra, run_id=None, timeout=900):
+    """Run migrate.yml; returns (CompletedProcess, run_id)."""
+    run_id = run_id or uuid.uuid4().hex
+    argv = [str(VENV / "ansible-playbook"), "playbooks/migrate.yml", "-e", f"release_run_id={run_id}", *extra]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env())
+    return proc, run_id
+
+
+def flat(proc):
+    return " ".join((proc.stdout + proc.stderr).split())
+
+
+def recap(stdout):
+    totals = {"ok": 0, "changed": 0, "failed": 0}
+    for match in re.finditer(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", stdout, re.M):
+        for key, value in zip(("ok", "changed", "failed"), map(int, match.groups())):
+            totals[key] += value
+    return totals
+
+
+def record_of(run_id):
+    for path in sorted(RECORDS.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        data = json.loads(path.read_text())
+        if data.get("run_id") == run_id:
+            return data
+    raise AssertionError(f"no deployment record for run {run_id} in {RECORDS}")
+
+
+def requests_of(url, run_id=None, since=0):
+    items = [r for r in requests.get(url, timeout=5).json() if r["seq"] > since]
+    if run_id:
+        items = [r for r in items if run_id in json.dumps(r)]
+    return items
+
+
+def last_seq(url):
+    return max((r["seq"] for r in requests.get(url, timeout=5).json()), default=0)
+
+
+def chat_texts(since):
+    return [r["body"].get("text", "") for r in requests_of(CHAT, since=since)
+            if r["method"] == "POST" and isinstance(r.get("body"), dict)]
+
+
+def psql(sql, database="appdb"):
+    pg = env(PGPASSWORD=(HOME / "secrets" / "postgres_password").read_text().strip(), PGHOST="127.0.0.1",
+             PGPORT="55432", PGUSER="postgres", PGDATABASE=database)
+    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def history():
+    """appdb's migration history, `version:kind` of the successful rows in order ('' before the first run)."""
+    if psql("SELECT to_regclass('runbook_release.schema_history') IS NULL") == "t":
+        return ""
+    return psql("SELECT coalesce(string_agg(version || ':' || kind, ',' ORDER BY id), '') "
+                "FROM runbook_release.schema_history WHERE success")
+
+
+def item_columns():
+    return psql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = 'items'").split(",")
+
+
+def counts():
+    return {table: int(psql(f"SELECT count(*) FROM {table}")) for table in ("users", "items", "sessions")}
+
+
+def rehearsal_databases():
+    return psql(r"SELECT count(*) FROM pg_database WHERE datname LIKE 'appdb\_rehearsal\_%'", database="postgres")
+
+
+def served_version():
+    return requests.get(f"{BASE}/api/version", timeout=5).json()["version"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_sandbox():
+    sandbox("up", "--reset")
+    yield
+    sandbox("up", "--reset")
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory):
+    """The admin connection (CREATEDB for the rehearsal, superuser for the drain): the local inventory's
+    release_db_admin_user/_password when it sets them, else the same settings from a vars file (no secret in argv:
+    the file holds a lookup of the sandbox's 0600 secret)."""
+    inventory = (REPO / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text()
+    if "release_db_admin_user" in inventory:
+        return []
+    path = tmp_path_factory.mktemp("migrate") / "admin.yml"
+    path.write_text("release_db_admin_user: postgres\nrelease_db_admin_password: "
+                    "\"{{ lookup('ansible.builtin.file', release_sandbox_home ~ '/secrets/postgres_password') }}\"\n")
+    return ["-e", f"@{path}"]
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    """Everything every run printed, for the secrets test at the end."""
+    return []
+
+
+# --- refusals: nothing changes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    ((), "version is required: pass -e version=v1.2.3"),
+    (("-e", '{"version": "v1.2.3; touch /tmp/pwned"}'), 'version "v1.2.3; touch /tmp/pwned" is not valid'),
+    (("-e", "version=v9.9.9"), "there are no migrations of v9.9.9 at"),
+    (("-e", "version=v1.2.3", "-e", "migrate_drain=maybe"), 'migrate_drain "maybe" is not true or false'),
+    (("-e", "version=v1.2.3", "-e", "migrate_drain_grace_s=-1"), 'migrate_drain_grace_s "-1" is not a whole number'),
+    (("-e", "version=v1.2.3", "-e", "target_environment=production"), "pick the inventory"),
+])
+def test_bad_input_stops_before_anything_changes(extra, message, admin, outputs):
+    before, columns, chat_from = history(), item_columns(), last_seq(CHAT)
+    proc, _run_id = run(*admin, *extra)
+    outputs.append(proc.stdout + proc.stderr)
+    assert proc.returncode != 0
+    assert message in flat(proc), proc.stdout[-3000:]
+    assert "Nothing was changed." in flat(proc)
+    assert recap(proc.stdout)["changed"] == 0
+    assert history() == before and item_columns() == columns
+    assert not chat_texts(chat_from)
+
+
+def test_a_breaks_previous_migration_is_refused_while_the_old_version_serves(admin, outputs):
+    assert served_version() == "v1.2.2"
+    before, columns = history(), item_columns()
+    proc, run_id = run(*admin, "-e", f"version={VERSION}")
+    outputs.append(proc.stdout + proc.stderr)
+    assert proc.returncode != 0
+    text = flat(proc)
+    assert "FAILED in phase preflight" in text, proc.stdout[-4000:]
+    assert "V006 is marked breaks-previous" in text and "version v1.2.2 is serving" in text
+    assert "-e migrate_allow_breaking=true" in text and "Nothing was changed." in text
+    assert history() == before and item_columns() == columns
+    assert "name" in columns and "title" not in columns
+    assert rehearsal_databases() == "0"
+    assert recap(proc.stdout)["changed"] == 0
+    assert record_of(run_id)["outcome"] == "failed"
+
+
+# --- the good path: rehearsal, drain, migration, ANALYZE, re-enable; then a rerun with nothing pending ---------------
+
+def test_a_migration_with_rehearsal_and_drain(admin, outputs):
+    rows = counts()
+    chat_from, page_from = last_seq(CHAT), last_seq(STATUSPAGE)
+    proc, run_id = run(*admin, "-e", f"version={VERSION}", "-e", "migrate_allow_breaking=true",
+                       "-e", "migrate_drain=true", "-e", "migrate_drain_grace_s=2")
+    outputs.append(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    text = flat(proc)
+
+    # The rehearsal: a scratch copy named after the run, up -> down -> up there, dropped.
+    scratch = f"appdb_rehearsal_{run_id[:8]}"
+    assert f"Created {scratch} from backup appdb-" in text, proc.stdout[-6000:]
+    assert re.search(rf"Rehearsed on {scratch} .* dropped after: up \d+ ms, down \d+ ms, up again \d+ ms, "
+                     r"integrity unchanged", text), text[-4000:]
+    assert rehearsal_databases() == "0"
+
+    # The real database: at V006 (adopted V001-V003, applied V004-V006 by this run), the same rows.
+    assert history() == "V001:baseline,V002:baseline,V003:baseline,V004:up,V005:up,V006:up"
+    assert psql("SELECT count(*) FROM runbook_release.schema_history WHERE kind = 'up' AND success "
+                f"AND applied_by = '{run_id}'") == "3"
+    columns = item_columns()
+    assert "title" in columns and "slug" in columns and "name" not in columns
+    assert psql("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('items_owner_idx')") == "t"
+    assert counts() == rows
+    assert "WARNING: migrate_allow_breaking is true - V006 (breaks-previous)" in text
+    assert "ANALYZE of the touched tables: items" in text
+    assert psql("SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relname = 'items'") == "t"
+
+    # The drain was undone: connection limit back, maintenance page off, the site answers.
+    assert "Drained appdb: maintenance page on, CONNECTION LIMIT 0 (was -1)" in text
+    assert "Re-enabled appdb: CONNECTION LIMIT back to -1, maintenance page off" in text
+    assert psql("SELECT datconnlimit FROM pg_database WHERE datname = 'appdb'", database="postgres") == "-1"
+    assert not FLAG.exists()
+    assert requests.get(f"{BASE}/health", timeout=5).status_code == 200
+
+    # Announced (maintenance in progress, then completed) and recorded.
+    texts = chat_texts(chat_from)
+    assert any("Maintenance In Progress" in t and "appdb" in t for t in texts), texts
+    assert any("Maintenance Completed" in t for t in texts), texts
+    assert requests_of(STATUSPAGE, run_id=run_id, since=page_from), "the status page heard nothing of the run"
+    record = record_of(run_id)
+    release = record["release"]
+    assert record["outcome"] == "success" and record["runbook"] == "migrate"
+    assert [m["version"] for m in release["migrations"]["applied"]] == ["V004", "V005", "V006"]
+    assert release["migrations"]["schema_version"] == "V006" and release["migrations"]["breaks_previous"] == ["V006"]
+    assert release["backup"]["verified"] is True and release["backup"]["s3_uri"].startswith("s3://")
+    assert release["integrity"]["passed"] is True
+    assert not record["release_warnings"], record["release_warnings"]
+
+    # A rerun finds nothing pending: it only checks.
+    again, again_id = run(*admin, "-e", f"version={VERSION}", "-e", "migrate_drain=true")
+    outputs.append(again.stdout + again.stderr)
+    assert again.returncode == 0, again.stdout[-5000:]
+    assert "Nothing to migrate: appdb is at V006" in flat(again)
+    assert recap(again.stdout)["changed"] == 0
+    assert history() == "V001:baseline,V002:baseline,V003:baseline,V004:up,V005:up,V006:up"
+    assert record_of(again_id)["outcome"] == "success"
+
+
+# --- a migration that fails in its rehearsal: the real database is not touched --------------------------------------
+
+def test_a_migration_that_fails_in_rehearsal_stops_before_the_real_database(tmp_path, admin, outputs):
+    bad = tmp_path / "migrations"
+    bad.mkdir()
+    for path in (HOME / "artifacts" / VERSION / "migrations").iterdir():
+        (bad / path.name).write_text(path.read_text())
+    (bad / "V007__broken.sql").write_text("ALTER TABLE items ADD COLUMN broken integer REFERENCES nowhere (id);\n")
+    before, columns, rows = history(), item_columns(), counts()
+    proc, run_id = run(*admin, "-e", f"version={VERSION}", "-e", f"release_migrations_path={bad}")
+    outputs.append(proc.stdout + proc.stderr)
+    assert proc.returncode != 0
+    text = flat(proc)
+    scratch = f"appdb_rehearsal_{run_id[:8]}"
+    assert "FAILED in phase rehearsal" in text, proc.stdout[-5000:]
+    assert "V007__broken.sql failed at line 1" in text and 'relation "nowhere" does not exist' in text
+    assert f"appdb was not touched (still at V006) and {scratch} was dropped" in text
+    assert rehearsal_databases() == "0"
+    assert history() == before
+    assert psql("SELECT count(*) FROM runbook_release.schema_history WHERE version = 'V007'") == "0"
+    assert item_columns() == columns and "broken" not in columns
+    assert counts() == rows
+    assert record_of(run_id)["outcome"] == "failed"
+
+
+# --- secrets ------------------------------------------------------------------------------------------------------
+
+def test_secrets_are_absent_from_output_and_records(outputs, secret_of):
+    assert outputs, "no run was recorded"
+    files = [p.read_text(errors="replace") for p in RECORDS.iterdir() if p.is_file()]
+    for name in ("app_db_password", "postgres_password", "statuspage_api_key"):
+        secret = secret_of(name)
+        for text in outputs + files:
+            assert secret not in text, f"the {name} secret appears in output or a record"
