@@ -46,7 +46,7 @@ def served_version():
 def runner_env():
     """A job's environment as AWX gives it: no ANSIBLE_CONFIG, no RUNBOOK_RELEASE_RECORD_DIR from the caller."""
     return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8", "USER": "awx-runner-e2e"}
+            "LANG": "C.UTF-8", "USER": "root"}
 
 
 def private_data_dir(root, run_id):

@@ -41,7 +41,7 @@ FLAG = HOME / "stack" / "maintenance" / "enabled"
 
 def env(**extra):
     return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "e2e-operator", **extra}
+            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
 
 
 def run(*extra, run_id=None, timeout=900):

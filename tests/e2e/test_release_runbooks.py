@@ -36,13 +36,14 @@ GOOD = "v1.2.3"
 
 def env(**extra):
     return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "e2e-operator", **extra}
+            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
 
 
 def run(playbook, *extra, inventory=None, run_id=None, timeout=900):
     """Run a runbook; returns (CompletedProcess, run_id)."""
     run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}", *extra]
+    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
+            "-e", "release_operator=e2e-operator", *extra]
     if inventory:
         argv[2:2] = ["-i", f"inventories/{inventory}"]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env())
@@ -52,7 +53,8 @@ def run(playbook, *extra, inventory=None, run_id=None, timeout=900):
 def start(playbook, *extra, run_id=None):
     """Start a runbook in the background (own process group, so it can be killed whole)."""
     run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}", *extra]
+    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
+            "-e", "release_operator=e2e-operator", *extra]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
                             start_new_session=True)
     return proc, run_id
