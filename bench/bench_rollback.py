@@ -99,8 +99,8 @@ def main():
             print("round %d: rollback.yml %.2f s, %d requests, %d failed, p95 %s ms"
                   % (number + 1, wall, totals["requests"], totals["failed"], totals["p95_ms"]), flush=True)
     # Back to the baseline for the benchmarks after this one: schema V003 by the down scripts, the stack on v1.2.2.
-    playbook([{"runbook.release.migration_apply": dict(DB, path=str(HOME / "artifacts" / GOOD / "migrations"),
-                                                      target="V003", baseline="auto"), "no_log": True}])
+    down = dict(DB, path=str(HOME / "artifacts" / GOOD / "migrations"), target="V003", baseline="auto")
+    playbook([{"runbook.release.migration_apply": down, "no_log": True}])
     roll_out(OLD)
     median = statistics.median(walls)
     print("%-44s %8s %8s" % ("case", "median_s", "failed"))
