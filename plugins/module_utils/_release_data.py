@@ -100,6 +100,19 @@ FIELDS = {
         "reason": (_STR, None, "why the hotfix is needed"),
         "ticket": (_STR, None, "the incident or issue it fixes"),
     }, "present for a hotfix (playbooks/hotfix.yml)"),
+    "scale": ((dict,), {
+        "requested": ((dict,), None, "service -> replicas asked for"),
+        "before": ((dict,), None, "service -> running replicas before"),
+        "after": ((dict,), None, "service -> running replicas after (after the restore on failure)"),
+        "answered": ((dict,), None, "service -> {replicas, requests, answered, missing, by}"),
+        "capacity": ((dict,), None, "memory/CPU figures and problems of the capacity check"),
+    }, "present for a scale run (playbooks/scale.yml)"),
+    "disaster_recovery": ((dict,), {
+        "backup_id": (_STR, None, "the backup restored"),
+        "declared_at": (_STR, None, "UTC ISO-8601, when the disaster was declared"),
+        "data_loss_window_s": ((int, float), None, "declared_at minus the backup's created_at, in seconds"),
+        "restored_objects": ((int,), None, "objects pg_restore restored"),
+    }, "present for a disaster recovery (playbooks/disaster_recovery.yml)"),
     "outcome": (_STR, None, "one of " + ", ".join(OUTCOMES)),
     "rollback": ((dict,), {
         "trigger": (_STR, None, "what triggered it: rollout, smoke, monitor, operator, ..."),

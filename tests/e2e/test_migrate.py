@@ -14,86 +14,25 @@ Order matters and is the file's order: refusals first (nothing changes), then th
 then a migration that fails in its rehearsal on top of V006.
 """
 
-import json
-import os
+# pytest fixtures are parameters named like the module-level fixture functions.
+# pylint: disable=redefined-outer-name
+
 import re
-import subprocess
-import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from sandbox_cli import sandbox
+from runbook_e2e import (BASE, CHAT, FLAG, HOME, RECORDS, REPO, STATUSPAGE, admin_vars_file, chat_texts,
+                         check_secrets_absent, flat, fresh_sandbox, item_columns, last_seq, psql, recap, record_of,
+                         requests_of, run, served_version)
 
-REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv" / "bin"
-RECORDS = REPO / "records"
-HOME = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
-CHAT = "http://127.0.0.1:8091/_sandbox/requests"
-STATUSPAGE = "http://127.0.0.1:8090/_sandbox/requests"
-BASE = "http://127.0.0.1:8080"
+# fresh_sandbox (v1.2.2, schema V003 before and after the module) is a fixture: named, so the import is used.
+pytestmark = pytest.mark.usefixtures(fresh_sandbox.__name__)
+
 VERSION = "v1.2.3"
-FLAG = HOME / "stack" / "maintenance" / "enabled"
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-def env(**extra):
-    return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
-
-
-def run(*extra, run_id=None, timeout=900):
-    """Run migrate.yml; returns (CompletedProcess, run_id)."""
-    run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), "playbooks/migrate.yml", "-e", f"release_run_id={run_id}", *extra]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env())
-    return proc, run_id
-
-
-def flat(proc):
-    return " ".join((proc.stdout + proc.stderr).split())
-
-
-def recap(stdout):
-    totals = {"ok": 0, "changed": 0, "failed": 0}
-    for match in re.finditer(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", stdout, re.M):
-        for key, value in zip(("ok", "changed", "failed"), map(int, match.groups())):
-            totals[key] += value
-    return totals
-
-
-def record_of(run_id):
-    for path in sorted(RECORDS.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        data = json.loads(path.read_text())
-        if data.get("run_id") == run_id:
-            return data
-    raise AssertionError(f"no deployment record for run {run_id} in {RECORDS}")
-
-
-def requests_of(url, run_id=None, since=0):
-    items = [r for r in requests.get(url, timeout=5).json() if r["seq"] > since]
-    if run_id:
-        items = [r for r in items if run_id in json.dumps(r)]
-    return items
-
-
-def last_seq(url):
-    return max((r["seq"] for r in requests.get(url, timeout=5).json()), default=0)
-
-
-def chat_texts(since):
-    return [r["body"].get("text", "") for r in requests_of(CHAT, since=since)
-            if r["method"] == "POST" and isinstance(r.get("body"), dict)]
-
-
-def psql(sql, database="appdb"):
-    pg = env(PGPASSWORD=(HOME / "secrets" / "postgres_password").read_text().strip(), PGHOST="127.0.0.1",
-             PGPORT="55432", PGUSER="postgres", PGDATABASE=database)
-    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
 
 def history():
     """appdb's migration history, `version:kind` of the successful rows in order ('' before the first run)."""
@@ -101,11 +40,6 @@ def history():
         return ""
     return psql("SELECT coalesce(string_agg(version || ':' || kind, ',' ORDER BY id), '') "
                 "FROM runbook_release.schema_history WHERE success")
-
-
-def item_columns():
-    return psql("SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns "
-                "WHERE table_schema = 'public' AND table_name = 'items'").split(",")
 
 
 def counts():
@@ -116,17 +50,6 @@ def rehearsal_databases():
     return psql(r"SELECT count(*) FROM pg_database WHERE datname LIKE 'appdb\_rehearsal\_%'", database="postgres")
 
 
-def served_version():
-    return requests.get(f"{BASE}/api/version", timeout=5).json()["version"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fresh_sandbox():
-    sandbox("up", "--reset")
-    yield
-    sandbox("up", "--reset")
-
-
 @pytest.fixture(scope="module")
 def admin(tmp_path_factory):
     """The admin connection (CREATEDB for the rehearsal, superuser for the drain): the local inventory's
@@ -135,10 +58,7 @@ def admin(tmp_path_factory):
     inventory = (REPO / "inventories" / "local" / "group_vars" / "all" / "main.yml").read_text()
     if "release_db_admin_user" in inventory:
         return []
-    path = tmp_path_factory.mktemp("migrate") / "admin.yml"
-    path.write_text("release_db_admin_user: postgres\nrelease_db_admin_password: "
-                    "\"{{ lookup('ansible.builtin.file', release_sandbox_home ~ '/secrets/postgres_password') }}\"\n")
-    return ["-e", f"@{path}"]
+    return ["-e", "@" + admin_vars_file(tmp_path_factory.mktemp("migrate"))]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +79,7 @@ def outputs():
 ])
 def test_bad_input_stops_before_anything_changes(extra, message, admin, outputs):
     before, columns, chat_from = history(), item_columns(), last_seq(CHAT)
-    proc, _run_id = run(*admin, *extra)
+    proc, _run_id, _wall = run("migrate.yml", *admin, *extra)
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     assert message in flat(proc), proc.stdout[-3000:]
@@ -172,7 +92,7 @@ def test_bad_input_stops_before_anything_changes(extra, message, admin, outputs)
 def test_a_breaks_previous_migration_is_refused_while_the_old_version_serves(admin, outputs):
     assert served_version() == "v1.2.2"
     before, columns = history(), item_columns()
-    proc, run_id = run(*admin, "-e", f"version={VERSION}")
+    proc, run_id, _wall = run("migrate.yml", *admin, "-e", f"version={VERSION}")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     text = flat(proc)
@@ -191,8 +111,8 @@ def test_a_breaks_previous_migration_is_refused_while_the_old_version_serves(adm
 def test_a_migration_with_rehearsal_and_drain(admin, outputs):
     rows = counts()
     chat_from, page_from = last_seq(CHAT), last_seq(STATUSPAGE)
-    proc, run_id = run(*admin, "-e", f"version={VERSION}", "-e", "migrate_allow_breaking=true",
-                       "-e", "migrate_drain=true", "-e", "migrate_drain_grace_s=2")
+    proc, run_id, _wall = run("migrate.yml", *admin, "-e", f"version={VERSION}", "-e", "migrate_allow_breaking=true",
+                              "-e", "migrate_drain=true", "-e", "migrate_drain_grace_s=2")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-6000:]
     text = flat(proc)
@@ -239,7 +159,7 @@ def test_a_migration_with_rehearsal_and_drain(admin, outputs):
     assert not record["release_warnings"], record["release_warnings"]
 
     # A rerun finds nothing pending: it only checks.
-    again, again_id = run(*admin, "-e", f"version={VERSION}", "-e", "migrate_drain=true")
+    again, again_id, _wall = run("migrate.yml", *admin, "-e", f"version={VERSION}", "-e", "migrate_drain=true")
     outputs.append(again.stdout + again.stderr)
     assert again.returncode == 0, again.stdout[-5000:]
     assert "Nothing to migrate: appdb is at V006" in flat(again)
@@ -257,7 +177,7 @@ def test_a_migration_that_fails_in_rehearsal_stops_before_the_real_database(tmp_
         (bad / path.name).write_text(path.read_text())
     (bad / "V007__broken.sql").write_text("ALTER TABLE items ADD COLUMN broken integer REFERENCES nowhere (id);\n")
     before, columns, rows = history(), item_columns(), counts()
-    proc, run_id = run(*admin, "-e", f"version={VERSION}", "-e", f"release_migrations_path={bad}")
+    proc, run_id, _wall = run("migrate.yml", *admin, "-e", f"version={VERSION}", "-e", f"release_migrations_path={bad}")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     text = flat(proc)
@@ -278,7 +198,4 @@ def test_a_migration_that_fails_in_rehearsal_stops_before_the_real_database(tmp_
 def test_secrets_are_absent_from_output_and_records(outputs, secret_of):
     assert outputs, "no run was recorded"
     files = [p.read_text(errors="replace") for p in RECORDS.iterdir() if p.is_file()]
-    for name in ("app_db_password", "postgres_password", "statuspage_api_key"):
-        secret = secret_of(name)
-        for text in outputs + files:
-            assert secret not in text, f"the {name} secret appears in output or a record"
+    check_secrets_absent(outputs + files, secret_of)

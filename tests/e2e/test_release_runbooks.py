@@ -8,151 +8,33 @@ what the status page and chat received, and that rows survived. The module start
 Order matters and is the file's order: the good release first (v1.2.3, which later tests roll back to).
 """
 
+# pytest fixtures are parameters named like the module-level fixture functions.
+# pylint: disable=redefined-outer-name
+
 import json
 import os
-import re
 import signal
-import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
-from sandbox_cli import sandbox
+from runbook_e2e import (CHAT, ENV_FILE, HOME, LOCK, OPERATOR, RECORDS, STATUSPAGE, Load, chat_texts,
+                         check_secrets_absent, flat, fresh_sandbox, items, last_seq, probe, psql, recap, record_of,
+                         requests_of, run, served_version, start)
 
-REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv" / "bin"
-RECORDS = REPO / "records"
-CHAT = "http://127.0.0.1:8091/_sandbox/requests"
-STATUSPAGE = "http://127.0.0.1:8090/_sandbox/requests"
-BASE = "http://127.0.0.1:8080"
+# fresh_sandbox (v1.2.2, schema V003 before and after the module) is a fixture: named, so the import is used.
+pytestmark = pytest.mark.usefixtures(fresh_sandbox.__name__)
+
 GOOD = "v1.2.3"
+ARTIFACTS = HOME / "artifacts"
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
-def env(**extra):
-    return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
-
-
-def run(playbook, *extra, inventory=None, run_id=None, timeout=900):
-    """Run a runbook; returns (CompletedProcess, run_id)."""
-    run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
-            "-e", "release_operator=e2e-operator", *extra]
-    if inventory:
-        argv[2:2] = ["-i", f"inventories/{inventory}"]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env())
-    return proc, run_id
-
-
-def start(playbook, *extra, run_id=None):
-    """Start a runbook in the background (own process group, so it can be killed whole)."""
-    run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
-            "-e", "release_operator=e2e-operator", *extra]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
-                            start_new_session=True)
-    return proc, run_id
-
-
-def flat(proc):
-    return " ".join((proc.stdout + proc.stderr).split())
-
-
-def recap(stdout):
-    totals = {"ok": 0, "changed": 0, "failed": 0}
-    for match in re.finditer(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", stdout, re.M):
-        for key, value in zip(("ok", "changed", "failed"), map(int, match.groups())):
-            totals[key] += value
-    return totals
-
-
-def served_version():
-    return requests.get(f"{BASE}/api/version", timeout=5).json()["version"]
-
-
-def record_of(run_id):
-    for path in sorted(RECORDS.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        data = json.loads(path.read_text())
-        if data.get("run_id") == run_id:
-            return data
-    raise AssertionError(f"no deployment record for run {run_id} in {RECORDS}")
-
-
-def requests_of(url, run_id=None, since=0):
-    items = [r for r in requests.get(url, timeout=5).json() if r["seq"] > since]
-    if run_id:
-        items = [r for r in items if run_id in json.dumps(r)]
-    return items
-
-
-def last_seq(url):
-    items = requests.get(url, timeout=5).json()
-    return max((r["seq"] for r in items), default=0)
-
-
-def chat_texts(since):
-    return [r["body"].get("text", "") for r in requests_of(CHAT, since=since)
-            if r["method"] == "POST" and isinstance(r.get("body"), dict)]
-
-
-def psql(sql):
-    home = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
-    pg = env(PGPASSWORD=(home / "secrets" / "postgres_password").read_text().strip(), PGHOST="127.0.0.1",
-             PGPORT="55432", PGUSER="postgres", PGDATABASE="appdb")
-    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def items():
-    return int(psql("SELECT count(*) FROM items"))
-
-
 def applied_migrations():
     return psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runbook_migrations'")
-
-
-class Load:
-    """Bounded loopback load through the proxy while a release runs (bench/loadgen.py)."""
-
-    def __init__(self, tmp_path, seconds=600):
-        self.stop = tmp_path / "load.stop"
-        self.out = tmp_path / "load.json"
-        self.proc = subprocess.Popen([str(VENV / "python"), str(REPO / "bench" / "loadgen.py"), "--url",
-                                      f"{BASE}/api/version", "--workers", "2", "--max-seconds", str(seconds),
-                                      "--stop-file", str(self.stop), "--out", str(self.out)],
-                                     stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
-
-    def finish(self):
-        self.stop.touch()
-        self.proc.wait(timeout=60)
-        return json.loads(self.out.read_text())
-
-
-def probe(seconds=5):
-    """A short burst of requests: how many failed."""
-    failed = total = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        total += 1
-        try:
-            failed += requests.get(f"{BASE}/api/items", timeout=5).status_code >= 500
-        except requests.RequestException:
-            failed += 1
-    return failed, total
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fresh_sandbox():
-    sandbox("up", "--reset")
-    yield
-    sandbox("up", "--reset")
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +43,13 @@ def outputs():
     return []
 
 
-def check_secrets_absent(texts, secret_of):
-    for name in ("app_db_password", "postgres_password", "statuspage_api_key"):
-        secret = secret_of(name)
-        for text in texts:
-            assert secret not in text, f"the {name} secret appears in output"
-
-
 # --- the good path ------------------------------------------------------------------------------------------------
 
 def test_a_good_release(outputs):
     assert served_version() == "v1.2.2"
     rows = items()
     chat_from, page_from = last_seq(CHAT), last_seq(STATUSPAGE)
-    proc, run_id = run("release.yml", "-e", f"version={GOOD}")
+    proc, run_id, _wall = run("release.yml", "-e", f"version={GOOD}")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert served_version() == GOOD
@@ -189,7 +64,7 @@ def test_a_good_release(outputs):
     assert any("COMPLETE" in t.upper() for t in texts), texts
     assert requests_of(STATUSPAGE, since=page_from), "the status page heard nothing"
 
-    again, _again_id = run("release.yml", "-e", f"version={GOOD}")
+    again, _again_id, _wall = run("release.yml", "-e", f"version={GOOD}")
     outputs.append(again.stdout + again.stderr)
     assert again.returncode == 0, again.stdout[-5000:]
     assert recap(again.stdout)["changed"] == 0
@@ -204,7 +79,7 @@ def test_a_bad_image_is_rolled_back_during_the_rollout(bad, tmp_path, outputs):
     rows = items()
     load = Load(tmp_path)
     page_from = last_seq(STATUSPAGE)
-    proc, run_id = run("release.yml", "-e", f"version={bad}")
+    proc, run_id, _wall = run("release.yml", "-e", f"version={bad}")
     totals = load.finish()
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
@@ -225,7 +100,7 @@ def test_a_bad_image_is_rolled_back_during_the_rollout(bad, tmp_path, outputs):
 
 @pytest.mark.parametrize("bad", ["v1.2.4-errors", "v1.2.4-slow"])
 def test_a_bad_release_is_rolled_back_by_the_monitor(bad, outputs):
-    proc, run_id = run("release.yml", "-e", f"version={bad}", "-e", "release_monitor_window_s=12")
+    proc, run_id, _wall = run("release.yml", "-e", f"version={bad}", "-e", "release_monitor_window_s=12")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     assert "monitoring window recommended a rollback" in flat(proc), proc.stdout[-4000:]
@@ -241,11 +116,11 @@ def test_a_bad_release_is_rolled_back_by_the_monitor(bad, outputs):
 def test_a_failing_migration_stops_before_the_rollout(tmp_path, outputs):
     bad = tmp_path / "migrations"
     bad.mkdir()
-    for path in (Path("/var/lib/runbook-sandbox/artifacts") / GOOD / "migrations").iterdir():
+    for path in (ARTIFACTS / GOOD / "migrations").iterdir():
         (bad / path.name).write_text(path.read_text())
     (bad / "V007__broken.sql").write_text("ALTER TABLE items ADD COLUMN broken integer REFERENCES nowhere (id);\n")
     rows = items()
-    proc, run_id = run("release.yml", "-e", "version=v1.2.4-slow", "-e", f"release_migrations_path={bad}")
+    proc, run_id, _wall = run("release.yml", "-e", "version=v1.2.4-slow", "-e", f"release_migrations_path={bad}")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     text = flat(proc)
@@ -261,11 +136,11 @@ def test_a_failing_migration_stops_before_the_rollout(tmp_path, outputs):
 def test_an_unreachable_s3_stops_before_any_migration(tmp_path, outputs):
     extra = tmp_path / "migrations"
     extra.mkdir()
-    for path in (Path("/var/lib/runbook-sandbox/artifacts") / GOOD / "migrations").iterdir():
+    for path in (ARTIFACTS / GOOD / "migrations").iterdir():
         (extra / path.name).write_text(path.read_text())
     (extra / "V007__notes.sql").write_text("CREATE TABLE release_notes (id serial PRIMARY KEY, body text);\n")
-    proc, run_id = run("release.yml", "-e", "version=v1.2.4-slow", "-e", f"release_migrations_path={extra}",
-                       "-e", "release_backup_s3_endpoint=http://127.0.0.1:9")
+    proc, run_id, _wall = run("release.yml", "-e", "version=v1.2.4-slow", "-e", f"release_migrations_path={extra}",
+                              "-e", "release_backup_s3_endpoint=http://127.0.0.1:9")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     text = flat(proc)
@@ -278,12 +153,13 @@ def test_an_unreachable_s3_stops_before_any_migration(tmp_path, outputs):
 
 # --- NO-GO: the gate stops the run before anything changes, naming every failed criterion ------------------------
 
-def _nogo(tmp_path, *extra):
-    env_before = (Path("/var/lib/runbook-sandbox/stack/.env")).read_text()
+def _nogo(outputs, *extra):
+    env_before = ENV_FILE.read_text()
     chat_from = last_seq(CHAT)
-    proc, run_id = run("release.yml", "-e", "version=v1.2.4-slow", *extra)
+    proc, run_id, _wall = run("release.yml", "-e", "version=v1.2.4-slow", *extra)
+    outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
-    assert Path("/var/lib/runbook-sandbox/stack/.env").read_text() == env_before
+    assert ENV_FILE.read_text() == env_before
     assert served_version() == GOOD
     assert not any("Starting" in t for t in chat_texts(chat_from)), "a NO-GO release was announced"
     record = record_of(run_id)
@@ -294,33 +170,33 @@ def _nogo(tmp_path, *extra):
 def test_nogo_missing_approval(tmp_path, outputs):
     empty = tmp_path / "approvals.yml"
     empty.write_text("approvals: []\n")
-    text = _nogo(tmp_path, "-e", f"release_approvals_file={empty}")
+    text = _nogo(outputs, "-e", f"release_approvals_file={empty}")
     assert "approvals" in text and "team_lead" in text
 
 
-def test_nogo_operator_approving_themself(tmp_path, outputs):
-    text = _nogo(tmp_path, "-e", "release_operator=sandbox-lead")
+def test_nogo_operator_approving_themself(outputs):
+    text = _nogo(outputs, "-e", "release_operator=sandbox-lead")
     assert "sandbox-lead" in text and "operator" in text
 
 
 def test_nogo_test_evidence_below_threshold(tmp_path, outputs):
     junit = tmp_path / "junit.xml"
     junit.write_text('<testsuite name="e2e" tests="100" failures="9" errors="0" skipped="0"/>\n')
-    text = _nogo(tmp_path, "-e", json.dumps({"release_test_reports": [str(junit)]}))
+    text = _nogo(outputs, "-e", json.dumps({"release_test_reports": [str(junit)]}))
     assert "test_evidence" in text and "91" in text
 
 
-def test_nogo_outside_the_change_window(tmp_path, outputs):
+def test_nogo_outside_the_change_window(outputs):
     closed = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start_utc": "00:00", "end_utc": "00:01"}
     now = time.gmtime()
     if now.tm_hour == 0 and now.tm_min < 2:
         time.sleep(120)
-    text = _nogo(tmp_path, "-e", json.dumps({"release_change_window": closed}))
+    text = _nogo(outputs, "-e", json.dumps({"release_change_window": closed}))
     assert "change_window" in text
 
 
-def test_nogo_production_without_a_staging_soak(tmp_path, outputs):
-    text = _nogo(tmp_path, "-e", "release_environment=production", "-e", "release_soak_s=14400")
+def test_nogo_production_without_a_staging_soak(outputs):
+    text = _nogo(outputs, "-e", "release_environment=production", "-e", "release_soak_s=14400")
     assert "soak" in text and "staging" in text
 
 
@@ -329,17 +205,16 @@ def test_nogo_production_without_a_staging_soak(tmp_path, outputs):
 def test_a_second_release_while_one_runs_is_refused(outputs):
     first, first_id = start("release.yml", "-e", "version=v1.2.4-slow", "-e", "release_monitor_window_s=20",
                             "-e", "release_monitor_max_p95_ms=5000")
-    lock = Path("/var/lib/runbook-sandbox/stack/.runbook-release/deploy.lock")
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (lock.exists() and first_id in lock.read_text()):
+    while time.monotonic() < deadline and not (LOCK.exists() and first_id in LOCK.read_text()):
         time.sleep(0.5)
     try:
-        assert lock.exists(), "the first release never took the lock"
-        second, _second_id = run("release.yml", "-e", "version=v1.2.4-errors")
+        assert LOCK.exists(), "the first release never took the lock"
+        second, _second_id, _wall = run("release.yml", "-e", "version=v1.2.4-errors")
         outputs.append(second.stdout + second.stderr)
         assert second.returncode != 0
         text = flat(second)
-        assert "e2e-operator" in text and first_id in text, second.stdout[-4000:]
+        assert OPERATOR in text and first_id in text, second.stdout[-4000:]
     finally:
         out, _err = first.communicate(timeout=600)
         outputs.append(out)
@@ -350,21 +225,19 @@ def test_a_second_release_while_one_runs_is_refused(outputs):
 def test_a_release_killed_with_sigkill_converges_on_rerun(outputs):
     assert served_version() == "v1.2.4-slow"
     proc, run_id = start("release.yml", "-e", f"version={GOOD}", "-e", "release_monitor_window_s=0")
-    env_file = Path("/var/lib/runbook-sandbox/stack/.env")
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and GOOD not in env_file.read_text():
+    while time.monotonic() < deadline and GOOD not in ENV_FILE.read_text():
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    lock = Path("/var/lib/runbook-sandbox/stack/.runbook-release/deploy.lock")
-    assert lock.exists() and run_id in lock.read_text(), "the killed run left no lock to detect"
+    assert LOCK.exists() and run_id in LOCK.read_text(), "the killed run left no lock to detect"
 
-    again, _again_id = run("release.yml", "-e", f"version={GOOD}", "-e", "release_lock_timeout=90")
+    again, _again_id, _wall = run("release.yml", "-e", f"version={GOOD}", "-e", "release_lock_timeout=90")
     outputs.append(again.stdout + again.stderr)
     assert again.returncode == 0, again.stdout[-5000:]
     assert "stale" in flat(again).lower()
     assert served_version() == GOOD
-    assert GOOD in env_file.read_text()
+    assert GOOD in ENV_FILE.read_text()
 
 
 # --- input validation ---------------------------------------------------------------------------------------------
@@ -379,24 +252,24 @@ def test_a_release_killed_with_sigkill_converges_on_rerun(outputs):
     ("hotfix.yml", ("-e", "version=v1.2.3", "-e", '{"hotfix_reason": "login fails for every user"}'), "a ticket"),
 ])
 def test_bad_input_stops_before_anything_changes(playbook, extra, message, outputs):
-    before = Path("/var/lib/runbook-sandbox/stack/.env").read_text()
+    before = ENV_FILE.read_text()
     chat_from = last_seq(CHAT)
-    proc, _run_id = run(playbook, *extra)
+    proc, _run_id, _wall = run(playbook, *extra)
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     assert message in flat(proc), proc.stdout[-3000:]
     assert "Nothing was changed." in flat(proc)
     assert recap(proc.stdout)["changed"] == 0
-    assert Path("/var/lib/runbook-sandbox/stack/.env").read_text() == before
+    assert ENV_FILE.read_text() == before
     assert not chat_texts(chat_from)
 
 
 # --- the hotfix path and the SSH path -----------------------------------------------------------------------------
 
 def test_a_hotfix_follows_the_hotfix_policy(outputs):
-    proc, run_id = run("hotfix.yml", "-e", "version=v1.2.4-slow", "-e", "hotfix_ticket=INC-42",
-                       "-e", '{"hotfix_reason": "items export times out for large accounts"}', "-e",
-                       "release_monitor_max_p95_ms=5000")
+    proc, run_id, _wall = run("hotfix.yml", "-e", "version=v1.2.4-slow", "-e", "hotfix_ticket=INC-42",
+                              "-e", '{"hotfix_reason": "items export times out for large accounts"}', "-e",
+                              "release_monitor_max_p95_ms=5000")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert served_version() == "v1.2.4-slow"
@@ -408,8 +281,8 @@ def test_a_hotfix_follows_the_hotfix_policy(outputs):
 
 def test_a_release_through_ssh_as_an_unprivileged_user_with_become(outputs):
     # Also the path without a monitoring window (window 0: no error rate or p95 to announce).
-    proc, run_id = run("release.yml", "-e", f"version={GOOD}", "-e", "release_monitor_window_s=0",
-                       inventory="local-ssh")
+    proc, run_id, _wall = run("release.yml", "-e", f"version={GOOD}", "-e", "release_monitor_window_s=0",
+                              inventory="local-ssh")
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert served_version() == GOOD
@@ -438,7 +311,7 @@ def test_secrets_are_absent_from_output_records_reports_and_process_arguments(ou
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        proc, _run_id = run("release.yml", "-e", "version=v1.2.4-errors", "-e", "release_monitor_window_s=6")
+        proc, _run_id, _wall = run("release.yml", "-e", "version=v1.2.4-errors", "-e", "release_monitor_window_s=6")
     finally:
         stop.set()
         watcher.join(timeout=10)

@@ -10,83 +10,36 @@ and resets it again at the end, so the tests after it find v1.2.2. It runs after
 Order matters and is the file's order.
 """
 
+# pytest fixtures are parameters named like the module-level fixture functions.
+# pylint: disable=redefined-outer-name
+
 import json
-import os
 import re
 import stat
-import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from sandbox_cli import sandbox
+from runbook_e2e import (BASE, CHAT, ENV_FILE, FLAG, HOME, LOCK, RECORDS, STATUSPAGE, STATUSPAGE_STATE, Load,
+                         admin_vars_file, chat_bodies, check_secrets_absent, flat, fresh_sandbox, item_columns, items,
+                         last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
 
-REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv" / "bin"
-RECORDS = REPO / "records"
-HOME = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
-ENV_FILE = HOME / "stack" / ".env"
-LOCK = HOME / "stack" / ".runbook-release" / "deploy.lock"
-FLAG = HOME / "stack" / "maintenance" / "enabled"
-CHAT = "http://127.0.0.1:8091/_sandbox/requests"
-STATUSPAGE = "http://127.0.0.1:8090/_sandbox/requests"
-STATUSPAGE_STATE = "http://127.0.0.1:8090/_sandbox/state"
-BASE = "http://127.0.0.1:8080"
+# fresh_sandbox (v1.2.2, schema V003 before and after the module) is a fixture: named, so the import is used.
+pytestmark = pytest.mark.usefixtures(fresh_sandbox.__name__)
+
 OLD, GOOD, SLOW = "v1.2.2", "v1.2.3", "v1.2.4-slow"
 MARKER = "rollback-e2e-marker"
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 
-def env(**extra):
-    return {"PATH": f"{VENV}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
-
-
-def run(playbook, *extra, run_id=None, timeout=900):
-    """Run a runbook; returns (CompletedProcess, run_id, wall seconds)."""
-    run_id = run_id or uuid.uuid4().hex
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}", *extra]
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, env=env())
-    return proc, run_id, time.monotonic() - started
-
-
-def flat(proc):
-    return " ".join((proc.stdout + proc.stderr).split())
-
-
-def recap(stdout):
-    totals = {"ok": 0, "changed": 0, "failed": 0}
-    for match in re.finditer(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", stdout, re.M):
-        for key, value in zip(("ok", "changed", "failed"), map(int, match.groups())):
-            totals[key] += value
-    return totals
-
-
-def served_version():
-    return requests.get(f"{BASE}/api/version", timeout=5).json()["version"]
-
-
-def record_of(run_id):
-    for path in sorted(RECORDS.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        data = json.loads(path.read_text())
-        if data.get("run_id") == run_id:
-            return data, path
-    raise AssertionError(f"no deployment record for run {run_id} in {RECORDS}")
-
-
-def last_seq(url):
-    return max((r["seq"] for r in requests.get(url, timeout=5).json()), default=0)
-
-
-def chat_texts(since):
-    return [json.dumps(r["body"]) for r in requests.get(CHAT, timeout=5).json()
-            if r["seq"] > since and r["method"] == "POST" and isinstance(r.get("body"), dict)]
+def chat_messages(since):
+    """Every chat message posted after `since`, its whole body as JSON: `text` is only the headline, the severity,
+    progress and data-loss window are in `blocks` (roles/announce/tasks/chat.yml)."""
+    return [json.dumps(body) for body in chat_bodies(since)]
 
 
 def rollback_incident(run_id):
@@ -106,22 +59,6 @@ def resolve_incident(run_id):
         requests.patch(f"http://127.0.0.1:8090/v1/pages/{incident['page_id']}/incidents/{incident['id']}",
                        json={"incident": {"status": "resolved", "body": "Resolved by the e2e clean-up."}},
                        headers={"Authorization": "OAuth " + key}, timeout=10).raise_for_status()
-
-
-def psql(sql):
-    pg = env(PGPASSWORD=(HOME / "secrets" / "postgres_password").read_text().strip(), PGHOST="127.0.0.1",
-             PGPORT="55432", PGUSER="postgres", PGDATABASE="appdb")
-    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def items():
-    return int(psql("SELECT count(*) FROM items"))
-
-
-def item_columns():
-    return set(psql("SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
-                    "AND table_name = 'items'").split())
 
 
 def items_work():
@@ -150,24 +87,6 @@ def diagnostics_dir(proc):
 
 def lock_is_free():
     return not LOCK.exists() or "heartbeat" not in LOCK.read_text()
-
-
-class Load:
-    """Bounded loopback load through the proxy while a rollback runs (bench/loadgen.py): every failure counts."""
-
-    def __init__(self, tmp_path, seconds=600):
-        self.stop = tmp_path / "load.stop"
-        self.out = tmp_path / "load.json"
-        self.proc = subprocess.Popen([str(VENV / "python"), str(REPO / "bench" / "loadgen.py"), "--url",
-                                      f"{BASE}/api/version", "--workers", "2", "--max-seconds", str(seconds),
-                                      "--stop-file", str(self.stop), "--out", str(self.out)],
-                                     stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
-
-    def finish(self):
-        self.stop.touch()
-        self.proc.wait(timeout=60)
-        return json.loads(self.out.read_text())
 
 
 class Watch:
@@ -202,13 +121,6 @@ class Watch:
         return counts
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_sandbox():
-    sandbox("up", "--reset")
-    yield
-    sandbox("up", "--reset")
-
-
 @pytest.fixture(scope="module")
 def outputs():
     """Everything every run printed, for the secrets test at the end."""
@@ -225,19 +137,7 @@ def bundles():
 def admin_vars(tmp_path_factory):
     """The database admin a restore needs (drops and recreates appdb), as the inventory would give it: a lookup of
     the sandbox's 0600 secret file, never the secret itself (0600 anyway)."""
-    path = tmp_path_factory.mktemp("rollback") / "admin.yml"
-    path.write_text("release_db_admin_user: postgres\n"
-                    "release_db_admin_password: \"{{ lookup('ansible.builtin.file', release_sandbox_home"
-                    " ~ '/secrets/postgres_password') }}\"\n")
-    path.chmod(0o600)
-    return str(path)
-
-
-def check_secrets_absent(texts, secret_of):
-    for name in ("app_db_password", "postgres_password", "statuspage_api_key"):
-        secret = secret_of(name)
-        for text in texts:
-            assert secret not in text, f"the {name} secret appears in output or files"
+    return admin_vars_file(tmp_path_factory.mktemp("rollback"))
 
 
 # --- bad input: refused before anything changes ------------------------------------------------------------------
@@ -262,7 +162,7 @@ def test_bad_input_is_refused_before_any_change(extra, message, outputs):
     assert recap(proc.stdout)["changed"] == 0
     assert ENV_FILE.read_text() == before
     assert served_version() == OLD
-    assert not chat_texts(chat_from), "bad input was announced"
+    assert not chat_messages(chat_from), "bad input was announced"
     after = set((RECORDS / "diagnostics").glob("*")) if (RECORDS / "diagnostics").exists() else set()
     assert after == diagnostics_before, "bad input left a diagnostics bundle"
 
@@ -288,10 +188,10 @@ def test_rollback_across_breaks_previous_is_refused_with_the_options(outputs, bu
     assert served_version() == GOOD
     assert ENV_FILE.read_text() == before_env
     assert "title" in item_columns() and items() == rows
-    assert not any("ROLLBACK" in t for t in chat_texts(chat_from)), "a refused rollback was announced"
+    assert not any("ROLLBACK" in t for t in chat_messages(chat_from)), "a refused rollback was announced"
     assert rollback_incident(run_id) is None
     assert not FLAG.exists() and lock_is_free()
-    record, path = record_of(run_id)
+    record, path = record_of(run_id), record_file_of(run_id)
     assert record["runbook"] == "rollback" and record["outcome"] == "failed"
     assert record["version"] == OLD and record["previous_version"] == GOOD
     bundle = diagnostics_dir(proc)
@@ -324,12 +224,12 @@ def test_rollback_with_the_down_scripts(outputs, bundles):
     assert set(counts) <= {"200", "503+Retry-After"}, counts
     assert not FLAG.exists(), "the maintenance page was left on"
     assert lock_is_free()
-    record, path = record_of(run_id)
+    record, path = record_of(run_id), record_file_of(run_id)
     assert record["outcome"] == "success" and record["runbook"] == "rollback"
     assert record["rollback"] == {"trigger": "operator", "reason": "P1: items export broken since v1.2.3",
                                   "rolled_back_to": OLD}
     assert record["version"] == OLD and record["previous_version"] == GOOD
-    texts = chat_texts(chat_from)
+    texts = chat_messages(chat_from)
     assert any("ROLLBACK IN PROGRESS" in t and "P1" in t for t in texts), texts
     assert any("Progress Update" in t and "Database rolled back to V003" in t for t in texts), texts
     assert any("ROLLBACK COMPLETE" in t for t in texts), texts
@@ -365,9 +265,9 @@ def test_rollback_with_a_restore_of_the_pre_release_backup(outputs, bundles, adm
     assert counts.get("503+Retry-After", 0) > 0, counts
     assert set(counts) <= {"200", "503+Retry-After"}, counts
     assert not FLAG.exists() and lock_is_free()
-    record, path = record_of(run_id)
+    record, path = record_of(run_id), record_file_of(run_id)
     assert record["outcome"] == "success" and record["rollback"]["rolled_back_to"] == OLD
-    texts = chat_texts(chat_from)
+    texts = chat_messages(chat_from)
     assert any("ROLLBACK IN PROGRESS" in t and "P0" in t for t in texts), texts
     assert any("ROLLBACK COMPLETE" in t and "data-loss window" in t for t in texts), texts
     incident = rollback_incident(run_id)
@@ -391,7 +291,7 @@ def test_rollback_after_a_release_without_breaking_migrations(tmp_path, outputs,
     assert totals["requests"] > 50 and totals["failed"] == 0, totals
     assert "application-only rollback is safe" in flat(proc) or "rolling back the application alone is safe" in flat(proc)
     assert "title" in item_columns() and items_work() == 200
-    record, path = record_of(run_id)
+    record, path = record_of(run_id), record_file_of(run_id)
     assert record["outcome"] == "success"
     assert record["rollback"] == {"trigger": "operator", "reason": "P2: p95 latency above 1 s", "rolled_back_to": GOOD}
     assert record["version"] == GOOD and record["previous_version"] == SLOW
@@ -410,8 +310,8 @@ def test_rollback_after_a_release_without_breaking_migrations(tmp_path, outputs,
     # announcements: the status page incident with P2's impact, resolved; chat: start, progress, complete
     incident = rollback_incident(run_id)
     assert incident and incident["status"] == "resolved" and incident["impact_override"] == "minor", incident
-    assert [r for r in requests.get(STATUSPAGE, timeout=5).json() if r["seq"] > page_from], "status page heard nothing"
-    texts = chat_texts(chat_from)
+    assert requests_of(STATUSPAGE, since=page_from), "status page heard nothing"
+    texts = chat_messages(chat_from)
     assert any("ROLLBACK IN PROGRESS" in t for t in texts), texts
     assert any("ROLLBACK COMPLETE" in t for t in texts), texts
     bundles.extend([bundle, path])
@@ -436,9 +336,9 @@ def test_a_rollback_that_fails_midway_says_what_state_things_are_in(outputs, bun
         assert "The maintenance page stays ON" in text
         assert FLAG.exists(), "the maintenance page was switched off over a rolled back database"
         assert lock_is_free(), "the failed rollback kept the deploy lock"
-        record, path = record_of(run_id)
+        record, path = record_of(run_id), record_file_of(run_id)
         assert record["outcome"] == "failed" and record["rollback"]["rolled_back_to"] is None
-        assert any("FAILED" in t for t in chat_texts(chat_from))
+        assert any("FAILED" in t for t in chat_messages(chat_from))
         bundles.extend([diagnostics_dir(proc), path])
         incident = rollback_incident(run_id)
         assert incident and incident["status"] != "resolved", "the failed rollback's incident was resolved"
