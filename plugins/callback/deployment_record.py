@@ -35,8 +35,10 @@ description:
   - The handoff reads these variables of the first host of each play (inventory or play vars)
     C(release_handoff_watch_for), C(release_handoff_known_issues), C(release_handoff_dashboards),
     C(release_escalation_contacts) (strings, or dicts with C(role), C(name), C(contact)), C(release_changes)
-    (list), C(release_changelog_file) (a changelog whose section for the version lists the changes) and
-    C(release_rollback_command). See docs/deployment-record.md.
+    (list), C(release_changelog_file) (a changelog whose section for the version lists the changes),
+    C(release_changes_git_range) (a revision range such as C(v1.2.2..v1.2.3) whose commit subjects are the changes,
+    read with C(git log) in C(release_changes_git_dir), default the playbook's project directory; used when neither
+    of the other two gives changes) and C(release_rollback_command). See docs/deployment-record.md.
 requirements:
   - psycopg2 on the controller, only when O(record_dsn) is set.
 options:
@@ -132,7 +134,8 @@ except ImportError:  # pragma: no cover - ansible-core always has it
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SET_STATS = frozenset(("set_stats", "ansible.builtin.set_stats", "ansible.legacy.set_stats"))
-PLAY_VARS = ("release_environment", "release_service", "release_changelog_file") + tuple(dr.HANDOFF_VARS)
+PLAY_VARS = (("release_environment", "release_service", "release_changelog_file", "release_changes_git_range",
+              "release_changes_git_dir") + tuple(dr.HANDOFF_VARS))
 NAME = "runbook.release.deployment_record"
 
 
@@ -347,6 +350,15 @@ class CallbackModule(CallbackBase):
         with open(path, encoding="utf-8") as handle:
             return _report.changes_from_changelog(handle.read(), version)
 
+    def _changes_from_git(self):
+        revision_range = self._vars.get("release_changes_git_range")
+        if not revision_range:
+            return []
+        directory = self._vars.get("release_changes_git_dir") or self._project_dir()
+        if not os.path.isabs(directory):
+            directory = os.path.join(self._project_dir(), directory)
+        return _report.changes_from_git(directory, str(revision_range))
+
     # ------------------------------------------------------------------------------------------ finishing
 
     def _finalize(self, host_stats=None, custom=None, final=True, interactive=True):
@@ -364,6 +376,13 @@ class CallbackModule(CallbackBase):
                     record["handoff"]["changes"] = changes
             except (OSError, UnicodeDecodeError) as exc:
                 self._hook_failed("changelog", exc)
+        if "changes" not in handoff and not record["handoff"].get("changes"):
+            try:
+                changes = self._changes_from_git()
+                if changes:
+                    record["handoff"]["changes"] = changes
+            except _report.GitChangesError as exc:
+                self._hook_failed("git log", exc)
         record["callback_warnings"] = list(self._warnings)
         record["callback_time_s"] = round(self._busy_s, 4)  # time spent in this callback's hooks so far
         files = {"record": self._stem + ".json", "journal": self._stem + ".journal.jsonl"}

@@ -16,7 +16,9 @@ Every string that reaches a report goes through the redactor again, so an old re
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
 
 from ansible_collections.runbook.release.plugins.module_utils._deployment_record import parse_time
 from ansible_collections.runbook.release.plugins.module_utils._redact import scrub
@@ -57,6 +59,36 @@ def fmt_time(text):
 
 def _version_token(version):
     return re.compile(r"(?<![A-Za-z0-9_.-])v?%s(?![A-Za-z0-9_-]|\.\d)" % re.escape(str(version).lstrip("vV")))
+
+
+class GitChangesError(Exception):
+    """The changes could not be read from git log (the message names the input and the fix)."""
+
+
+def changes_from_git(directory, revision_range, limit=50, timeout=10):
+    """Subjects of the commits in revision_range (for example v1.2.2..v1.2.3), newest first, merges left out.
+
+    Runs ``git log`` with an argv list in directory; a range that could be read as an option is refused."""
+    revision_range = (revision_range or "").strip()
+    if not revision_range:
+        return []
+    if revision_range.startswith("-") or any(c.isspace() for c in revision_range):
+        raise GitChangesError("release_changes_git_range %r is not a revision range: use for example v1.2.2..v1.2.3"
+                              % revision_range)
+    if not os.path.isdir(directory):
+        raise GitChangesError("release_changes_git_dir %r is not a directory: point it at the application's git "
+                              "checkout" % directory)
+    argv = ["git", "-C", directory, "log", "--no-merges", "--format=%s", "-n", str(int(limit)), revision_range, "--"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C"))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitChangesError("git log %s in %s did not run: %s" % (revision_range, directory, exc)) from exc
+    if proc.returncode != 0:
+        raise GitChangesError("git log %s in %s failed (rc=%s): %s; check release_changes_git_range and "
+                              "release_changes_git_dir" % (revision_range, directory, proc.returncode,
+                                                           proc.stderr.strip()[:300]))
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
 def changes_from_changelog(text, version, limit=50):
@@ -304,7 +336,7 @@ def _sections(fields):
                                           p.get("tasks", 0), "" if p.get("tasks") == 1 else "s")
               for p in fields["phases"]]
     return [
-        ("Changes", fields["changes"] or ["None recorded (set release_changes or release_changelog_file)."], None),
+        ("Changes", fields["changes"] or ["None recorded (set release_changes, release_changelog_file or release_changes_git_range)."], None),
         ("Phases", phases or ["No task ran."], None),
         ("Database migrations", _migration_lines(fields["migrations"]), None),
         ("Backup", _backup_lines(fields["backup"]), None),

@@ -644,31 +644,30 @@ class ComposeRollout(object):
             exc.service, exc, ", ".join(e["service"] for e in reversed(done)), self.previous_version))
 
     def undo(self, done):
-        """Return the services of this run to the previous env (already restored on disk), all together."""
-        running = self.containers_by_service(running=True)
-        restart, new_ids, recreate = {}, [], {}
-        for entry in done:
-            name = entry["service"]
-            if entry["action"] in ("rolling", "scale_up", "start"):
-                old = entry["replace"] + entry["keep"]
-                if entry["action"] == "rolling" and any(cid not in running.get(name, []) for cid in old):
-                    # The old containers were already retired: start them again from the restored env.
-                    restart[name] = len(running.get(name, [])) + entry["old_replicas"]
-                new_ids += entry.get("new_ids") or []
-            elif entry["action"] == "recreate":
-                recreate[name] = entry["old_replicas"] or entry["replicas"]
-        before = self.containers_by_service()
-        self.docker.scale_up(restart, self.env_path)
-        after = self.containers_by_service()
-        restarted = [{"service": name, "new_ids": [c for c in after.get(name, []) if c not in before.get(name, [])]}
-                     for name in restart]
-        self.gate(restarted)
-        self.docker.stop(new_ids, self.p["stop_timeout"])
-        self.docker.remove(new_ids)
-        if recreate:
-            self.docker.recreate(recreate, self.env_path)
+        """Return the services of this run to the previous env (already restored on disk) in the reverse order of
+        the rollout: each service is back, and its old containers healthy, before the one rolled before it is
+        touched, so a dependency never goes back under a dependent that still runs the new version."""
+        for entry in reversed(done):
+            self.undo_service(entry)
+
+    def undo_service(self, entry):
+        name = entry["service"]
+        if entry["action"] in ("rolling", "scale_up", "start"):
+            running = self.containers_by_service(running=True)
+            old = entry["replace"] + entry["keep"]
+            if entry["action"] == "rolling" and any(cid not in running.get(name, []) for cid in old):
+                # The old containers were already retired: start them again from the restored env.
+                before = self.containers_by_service()
+                self.docker.scale_up({name: len(running.get(name, [])) + entry["old_replicas"]}, self.env_path)
+                after = self.containers_by_service()
+                self.gate([{"service": name, "new_ids": [c for c in after.get(name, []) if c not in before.get(name, [])]}])
+            new_ids = entry.get("new_ids") or []
+            self.docker.stop(new_ids, self.p["stop_timeout"])
+            self.docker.remove(new_ids)
+        elif entry["action"] == "recreate":
+            self.docker.recreate({name: entry["old_replicas"] or entry["replicas"]}, self.env_path)
             after = self.containers_by_service()
-            self.gate([{"service": name, "new_ids": after.get(name, [])} for name in recreate])
+            self.gate([{"service": name, "new_ids": after.get(name, [])}])
 
     def record(self, started_at, files_before, outcome, reason=None):
         images = {}

@@ -505,3 +505,38 @@ def test_the_html_handoff_shows_the_timeline_in_headless_chromium(tmp_path):
     assert len(colours) > 20, "the screenshot is blank"
     # The timeline's bars are drawn: the 'changed' blue of db_backup and the 'ok' green of the other phases.
     assert bytes.fromhex("1565c0") in colours and bytes.fromhex("2e7d32") in colours
+
+
+def test_the_handoff_takes_its_changes_from_git_log_when_given_a_range(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git_env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
+                   GIT_COMMITTER_EMAIL="t@example.invalid")
+    steps = [("init", "-q"), ("commit", "-q", "--allow-empty", "-m", "older"), ("tag", "v1.2.2"),
+             ("commit", "-q", "--allow-empty", "-m", "items export via git"), ("tag", "v1.2.3")]
+    for step in steps:
+        subprocess.run(["git", "-C", str(repo), *step], check=True, capture_output=True, env=git_env)
+    without_changelog = INVENTORY.replace('    release_changelog_file: "%(changelog)s"\n',
+                                          '    release_changes_git_range: "{{ git_range }}"\n'
+                                          '    release_changes_git_dir: "%s"\n' % repo)
+
+    proc = run(tmp_path, SUCCESS, "-e", "version=v1.2.3", "-e", "git_range=v1.2.2..v1.2.3",
+               inventory=without_changelog)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load(tmp_path)["handoff"]["changes"] == ["items export via git"]
+    assert "- items export via git" in only(tmp_path, ".handoff.md").read_text()
+
+    # A range git cannot read is a warning naming it; the run and its record go on.
+    for path in (tmp_path / "records").iterdir():
+        path.unlink()
+    proc = run(tmp_path, SUCCESS, "-e", "version=v1.2.3", "-e", "git_range=v0.0.0..v1.2.3",
+               inventory=without_changelog)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "release_changes_git_range" in proc.stdout + proc.stderr
+    assert "changes" not in load(tmp_path)["handoff"]
+
+
+def test_an_awx_job_id_is_recorded(tmp_path):
+    proc = run(tmp_path, SUCCESS, "-e", "version=v1.2.3", JOB_ID="4242")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert str(load(tmp_path)["job_id"]) == "4242"

@@ -1,5 +1,6 @@
 """The on-call handoff renderer (Markdown, HTML with an SVG timeline) and the release summary."""
 
+import os
 import re
 import subprocess
 import sys
@@ -202,3 +203,48 @@ def test_release_report_command(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "release-report"), str(bad)], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 2 and "is not a deployment record" in proc.stderr
+
+
+def _git_repo(path):
+    """A real git repository with two tagged releases and a merge between them."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True,
+                       env=dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+                                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid"))
+    git("init", "-q", "-b", "main")
+    for subject in ("first", "second"):
+        (path / "f").write_text(subject)
+        git("add", "f")
+        git("commit", "-q", "-m", subject)
+    git("tag", "v1.2.2")
+    git("checkout", "-q", "-b", "topic")
+    for subject in ("items export", "faster search"):
+        (path / "f").write_text(subject)
+        git("commit", "-q", "-am", subject)
+    git("checkout", "-q", "main")
+    git("merge", "-q", "--no-ff", "-m", "Merge topic", "topic")
+    git("tag", "v1.2.3")
+    return path
+
+
+def test_changes_from_git_lists_the_commit_subjects_of_the_range_without_merges(tmp_path):
+    repo = _git_repo(tmp_path)
+    assert _report.changes_from_git(str(repo), "v1.2.2..v1.2.3") == ["faster search", "items export"]
+    assert _report.changes_from_git(str(repo), "v1.2.2..v1.2.3", limit=1) == ["faster search"]
+    assert _report.changes_from_git(str(repo), "") == []
+
+
+@pytest.mark.parametrize("revision_range, message", [
+    ("--output=/tmp/x", "is not a revision range"),
+    ("v1.2.2.. v1.2.3", "is not a revision range"),
+    ("v9.9.9..v1.2.3", "failed (rc="),
+])
+def test_changes_from_git_refuses_what_it_cannot_read(tmp_path, revision_range, message):
+    repo = _git_repo(tmp_path)
+    with pytest.raises(_report.GitChangesError, match=re.escape(message)):
+        _report.changes_from_git(str(repo), revision_range)
+
+
+def test_changes_from_git_names_a_missing_directory(tmp_path):
+    with pytest.raises(_report.GitChangesError, match="release_changes_git_dir"):
+        _report.changes_from_git(str(tmp_path / "absent"), "v1..v2")
