@@ -154,3 +154,16 @@ class Docker(object):
     def remove(self, ids):
         if ids:
             self.run([self.docker, "rm", "--force"] + list(ids), check=False)
+
+    def retire(self, ids, stop_timeout, pre_stop_command=None, drain_seconds=0, sleep=time.sleep):
+        """Take containers out gracefully: the pre-stop command in each, the drain pause, then SIGTERM with
+        stop_timeout seconds before SIGKILL, then removal. compose_rollout and compose_scale retire the same way."""
+        if not ids:
+            return
+        if pre_stop_command:
+            for cid in ids:
+                self.exec_in(cid, pre_stop_command)
+        if drain_seconds:
+            sleep(drain_seconds)
+        self.stop(ids, stop_timeout)
+        self.remove(ids)

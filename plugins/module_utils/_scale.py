@@ -313,15 +313,8 @@ class ComposeScale(object):
             entry["stopped"] = [c["name"] for c in sorted(running, key=lambda c: -c["number"])][
                 :max(len(running) - entry["after"], 0)]
             ids += surplus(running, entry["after"])
-        if not ids:
-            return
-        if self.p["pre_stop_command"]:
-            for cid in ids:
-                self.docker.exec_in(cid, self.p["pre_stop_command"])
-        if self.p["drain_seconds"]:
-            self.sleep(self.p["drain_seconds"])
-        self.docker.stop(ids, self.p["stop_timeout"])
-        self.docker.remove(ids)
+        self.docker.retire(ids, self.p["stop_timeout"], self.p["pre_stop_command"], self.p["drain_seconds"],
+                           sleep=self.sleep)
 
     def ids_by_service(self):
         return {service: [i["Id"] for i in infos] for service, infos in self.docker.containers(self.project).items()}

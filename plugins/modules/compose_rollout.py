@@ -605,15 +605,7 @@ class ComposeRollout(object):
 
     def retire(self, ids):
         """Drain and remove old containers by id (never by scale-down, which picks by number)."""
-        if not ids:
-            return
-        if self.p["pre_stop_command"]:
-            for cid in ids:
-                self.docker.exec_in(cid, self.p["pre_stop_command"])
-        if self.p["drain_seconds"]:
-            time.sleep(self.p["drain_seconds"])
-        self.docker.stop(ids, self.p["stop_timeout"])
-        self.docker.remove(ids)
+        self.docker.retire(ids, self.p["stop_timeout"], self.p["pre_stop_command"], self.p["drain_seconds"])
 
     def handle_failure(self, exc, done, files_before, started_at):
         evidence = exc.evidence
