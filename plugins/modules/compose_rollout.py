@@ -30,28 +30,14 @@ description:
   - The project is read with C(docker compose config); the CLI is driven with argument lists, never a shell.
 extends_documentation_fragment:
   - runbook.release.attributes
+  - runbook.release.compose_project
 requirements:
   - Docker Engine and the Docker CLI with the Compose v2 plugin 2.20.0 or newer on the target host.
 options:
-  project_src:
-    description: Directory of the compose project on the target host.
-    type: path
-    required: true
-  files:
-    description: Compose files, relative to O(project_src). Default is compose's own discovery (C(compose.yaml), ...).
-    type: list
-    elements: str
-  project_name:
-    description: Compose project name. Default is the C(name:) of the compose file, else the directory name.
-    type: str
   env_file:
     description: Env file, relative to O(project_src), that pins the release and that compose interpolates.
     type: str
     default: .env
-  profiles:
-    description: Compose profiles to enable.
-    type: list
-    elements: str
   version:
     description:
       - The version (image tag) to release; 1 to 128 of C([A-Za-z0-9_.-]).

@@ -31,28 +31,14 @@ description:
   - Only running containers count. Rerunning with the counts already reached changes nothing.
 extends_documentation_fragment:
   - runbook.release.attributes
+  - runbook.release.compose_project
 requirements:
   - Docker Engine and the Docker CLI with the Compose v2 plugin on the target host.
 options:
-  project_src:
-    description: Directory of the compose project on the target host.
-    type: path
-    required: true
-  files:
-    description: Compose files, relative to O(project_src). Default is compose's own discovery (C(compose.yaml), ...).
-    type: list
-    elements: str
-  project_name:
-    description: Compose project name. Default is the C(name:) of the compose file, else the directory name.
-    type: str
   env_file:
     description: Env file, relative to O(project_src), that compose interpolates (used when it exists).
     type: str
     default: .env
-  profiles:
-    description: Compose profiles to enable.
-    type: list
-    elements: str
   replicas:
     description: Service name to the number of running replicas wanted, for example C(api=4). V(0) stops every replica.
     type: dict
