@@ -39,7 +39,10 @@ demo: sandbox
 	@curl -fsS http://127.0.0.1:8080/api/version && echo
 
 # Order: cheap static checks first, then the sandbox-backed tests, then the lifecycle test (down/up).
-test: deps lint sanity unit integration molecule e2e lifecycle
+# Each stage is timed (scripts/timed prints "timing: <stage> took N s"); the first failure stops the run.
+STAGES := lint sanity unit integration molecule e2e lifecycle
+test: deps
+	@for stage in $(STAGES); do scripts/timed $$stage $(MAKE) --no-print-directory $$stage || exit 1; done
 	@echo "make test: all checks passed"
 
 lint: deps
@@ -59,14 +62,14 @@ unit: deps
 	$(PYTEST) tests/unit
 
 integration: sandbox-reset
-	$(PYTEST) tests/sandbox tests/callback
+	$(PYTEST) --durations=10 tests/sandbox tests/callback
 	scripts/integration
 
 molecule: sandbox-reset
 	scripts/molecule
 
 e2e: sandbox-reset
-	$(PYTEST) tests/e2e
+	$(PYTEST) --durations=20 tests/e2e
 
 lifecycle: sandbox
 	$(PYTEST) tests/lifecycle

@@ -2,7 +2,8 @@
 
 Set-up takes a verified backup of appdb to S3 (moto) with the db_backup role under a prefix of this module's own,
 writes a row after it (the data the disaster loses), and leaves a release history whose last successful rollout is
-v1.2.2 while the env file pins a broken v1.2.4-crash. Then the disaster: appdb is dropped and the api stopped.
+v1.2.2 while the env file pins a broken v1.2.4-crash. Then the disaster: appdb is dropped and the whole stack removed
+(`docker compose down`: no container, no network).
 `playbooks/disaster_recovery.yml` must refuse bad input (no confirmation, a wrong one, an unknown backup id) before
 anything changes, then restore the backup and redeploy v1.2.2 behind the maintenance page, with the incident opened
 (critical) and resolved on the status page stand-in, chat messages, and the data-loss window reported. Finally a
@@ -51,6 +52,13 @@ def dr(*extra):
     proc, run_id, wall = run("disaster_recovery.yml", *extra, timeout=600)
     OUTPUTS.append(proc.stdout + proc.stderr)
     return proc, run_id, wall
+
+
+def stack_containers():
+    """Every container of the demo stack, running or not."""
+    proc = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", "label=com.docker.compose.project=rbdemo"],
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.split()
 
 
 def users():
@@ -137,11 +145,13 @@ def test_setup_a_verified_backup_then_a_disaster(tmp_path):
          "services": {}, "scale": {}, "snapshot": {"env": "", "files": {}}}]}))
     HISTORY.chmod(0o600)
     ENV_FILE.write_text(ENV_FILE.read_text().replace(f"SERVICE_VERSION={GOOD}", f"SERVICE_VERSION={BROKEN}"))
-    # The disaster: the database is gone and the api is down.
-    subprocess.run(["docker", "compose", "--project-directory", str(STACK), "stop", "--timeout", "5", "api"],
+    # The disaster: the database is gone and so is the whole stack (containers and network).
+    subprocess.run(["docker", "compose", "--project-directory", str(STACK), "down", "--timeout", "5"],
                    check=True, capture_output=True)
     psql("DROP DATABASE appdb WITH (FORCE)", database="postgres")
-    assert requests.get(f"{BASE}/api/version", timeout=5).status_code >= 500
+    assert stack_containers() == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{BASE}/api/version", timeout=5)
 
 
 # --- bad input: refused before anything changes ---------------------------------------------------------------------
@@ -183,6 +193,7 @@ def test_recovery_restores_the_backup_and_redeploys_the_last_known_good_version(
 
     # Users get the last known good version again, on the backup's data; what came after the backup is gone.
     assert served_version() == GOOD
+    assert len(stack_containers()) == 4  # proxy, api, web, worker: the stack the disaster removed is back
     assert f"SERVICE_VERSION={GOOD}" in ENV_FILE.read_text()
     assert (items(), users()) == (STATE["items"], STATE["users"])
     assert psql(f"SELECT count(*) FROM items WHERE name = '{MARKER}'") == "0"

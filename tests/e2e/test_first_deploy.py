@@ -1,14 +1,15 @@
 """End to end: the first-time deploy runbook (playbooks/first_deploy.yml, seed 004 §5) on the sandbox.
 
 `scripts/sandbox up --empty` leaves every service running but no stack deployed and an empty appdb; the runbook must
-bring v1.2.3 up from nothing: extensions, every migration (history table), seed data once, compose up, smoke checks,
+bring v1.2.2 (the version the sandbox serves) up from nothing: extensions, every migration (history table), seed data once, compose up, smoke checks,
 announcements, a record and the handoff. The tests judge from outside: the proxy, psql, `docker ps`, the
 Statuspage/chat stand-ins and the deployment records. The module empties the sandbox before it and resets it
 (v1.2.2 serving) after it.
 
 Order matters and is the file's order: refusals and check mode first (nothing changes), then the first deploy and its
-rerun (refused: something is deployed now), then a failing first deploy on a newly emptied sandbox (v1.2.4-unhealthy),
-which must end on the maintenance page with the application containers stopped.
+rerun (refused: something is deployed now), then failing first deploys, each on a newly emptied sandbox: v1.2.4-unhealthy
+(its migrations rename items.name, so the seed takes its other branch) fails its health gate, and a seed that fails
+stops the run before compose up; both must end on the maintenance page with no application container running.
 """
 
 # pytest fixtures are parameters named like the module-level fixture functions.
@@ -24,8 +25,9 @@ from runbook_e2e import (BASE, CHAT, FLAG, RECORDS, STATUSPAGE, chat_bodies, che
                          recap, record_file_of, record_of, requests_of, run, served_version)
 from sandbox_cli import sandbox
 
-GOOD, BAD = "v1.2.3", "v1.2.4-unhealthy"
-SEED_SLUG = "welcome-to-rbdemo"  # inventories/local/group_vars/all/first_deploy.yml
+GOOD, BAD = "v1.2.2", "v1.2.4-unhealthy"
+SEED_NAME = "Welcome to rbdemo"  # inventories/local/group_vars/all/first_deploy.yml
+MIGRATIONS = ["V001", "V002", "V003"]  # what v1.2.2 ships
 APP_SERVICES = {"api", "web", "worker"}
 
 
@@ -78,6 +80,12 @@ def chat_messages(since):
     return [json.dumps(body, ensure_ascii=False) for body in chat_bodies(since)]
 
 
+def seed_rows():
+    """Rows of the inventory's seed, whichever schema (items.name before V006, items.title after)."""
+    return psql("SELECT count(*) FROM items i "
+                f"WHERE coalesce(to_jsonb(i) ->> 'title', to_jsonb(i) ->> 'name') = '{SEED_NAME}'")
+
+
 def version_status():
     return requests.get(f"{BASE}/api/version", timeout=5).status_code
 
@@ -107,8 +115,8 @@ def test_check_mode_says_what_it_would_do_and_changes_nothing(outputs):
     proc, _run_id = first_deploy(outputs, "-e", f"version={GOOD}", "--check")
     text = flat(proc)
     assert proc.returncode == 0, text[-3000:]
-    assert "Compose up would start api, start proxy, start web, start worker at v1.2.3" in text
-    assert "6 migration(s) to run" in text and "would load welcome_item" in text
+    assert "Compose up would start api, start proxy, start web, start worker at v1.2.2" in text
+    assert "3 migration(s) to run" in text and "would load welcome_item" in text
     assert running_services() == set() and user_tables() == 0 and "pg_trgm" not in extensions()
     assert not FLAG.exists()
     assert changes_sent(CHAT, chat) == [] and changes_sent(STATUSPAGE, page) == []
@@ -124,8 +132,8 @@ def test_first_deploy_brings_the_version_up_from_nothing(outputs):
     assert running_services() == APP_SERVICES | {"proxy"}
     assert {"uuid-ossp", "pg_trgm", "btree_gin"} <= extensions()
     history = psql("SELECT version FROM runbook_release.schema_history WHERE kind = 'up' AND success ORDER BY 1")
-    assert history.split() == ["V001", "V002", "V003", "V004", "V005", "V006"]
-    assert psql(f"SELECT count(*) FROM items WHERE slug = '{SEED_SLUG}'") == "1"
+    assert history.split() == MIGRATIONS
+    assert seed_rows() == "1"
     assert psql("SELECT count(*) FROM items") == "501"  # V002's 500 and the seed
 
     record = record_of(run_id)
@@ -133,8 +141,8 @@ def test_first_deploy_brings_the_version_up_from_nothing(outputs):
     assert record["version"] == GOOD and record.get("previous_version") is None
     release = record["release"]  # the release data contract (docs/release-data-contract.md)
     assert release["runbook"] == "first_deploy" and release["outcome"] == "success"
-    assert [m["version"] for m in release["migrations"]["applied"]] == ["V001", "V002", "V003", "V004", "V005", "V006"]
-    assert release["migrations"]["schema_version"] == "V006"
+    assert [m["version"] for m in release["migrations"]["applied"]] == MIGRATIONS
+    assert release["migrations"]["schema_version"] == "V003"
     assert release["smoke"]["passed"] is True
     assert release["handoff"]["posted"] is True
     handoff = record_file_of(run_id).with_suffix(".handoff.md")
@@ -143,7 +151,7 @@ def test_first_deploy_brings_the_version_up_from_nothing(outputs):
     page = requests_of(STATUSPAGE, run_id=run_id)
     assert any(r["method"] == "POST" for r in page), page  # the release maintenance, opened then completed
     texts = chat_messages(chat)
-    assert any("Release v1.2.3 Deployment Starting" in t for t in texts), texts
+    assert any("Release v1.2.2 Deployment Starting" in t for t in texts), texts
     assert any(GOOD in t and "Extensions:" in t for t in texts), texts  # completion and handoff list what was done
 
 
@@ -153,11 +161,11 @@ def test_rerun_is_refused_because_something_is_deployed_now(outputs):
     text = flat(proc)
     assert proc.returncode != 0
     assert "Refused: rbdemo is already deployed on local" in text, text[-2000:]
-    assert "the release history records v1.2.3 as released" in text
-    assert "playbooks/release.yml -e version=v1.2.3" in text and "Nothing was changed" in text
+    assert "the release history records v1.2.2 as released" in text
+    assert "playbooks/release.yml -e version=v1.2.2" in text and "Nothing was changed" in text
     assert recap(proc.stdout)["changed"] == 0
     assert served_version() == GOOD
-    assert psql(f"SELECT count(*) FROM items WHERE slug = '{SEED_SLUG}'") == "1"
+    assert seed_rows() == "1"
     assert changes_sent(CHAT, chat) == [] and changes_sent(STATUSPAGE, page) == []
 
 
@@ -186,6 +194,27 @@ def test_a_failing_first_deploy_shuts_down_to_the_maintenance_page(outputs):
     incident = [r for r in requests_of(STATUSPAGE, run_id=run_id) if f"{run_id}-incident" in str(r)]
     assert incident, "no status page incident for the failed first deploy"
     assert any("INCIDENT" in t and BAD in t for t in chat_messages(chat))
+
+
+def test_a_failure_before_compose_up_leaves_the_maintenance_flag_and_nothing_started(outputs):
+    """A seed that fails (after the migrations, before compose up): nothing of the stack ever started, so there is
+    nothing to stop; the maintenance flag is on for when the proxy starts, the migrations stay (the summary says
+    which), and the outcome is `failed` (nothing to roll back). A retry after fixing the seed is allowed."""
+    sandbox("up", "--empty")
+    chat = last_seq(CHAT)
+    broken = json.dumps({"first_deploy_seeds": [
+        {"name": "broken_seed", "unless": "SELECT false", "sql": "INSERT INTO no_such_table VALUES (1)"}]})
+    proc, run_id = first_deploy(outputs, "-e", f"version={GOOD}", "-e", broken)
+    text = flat(proc)
+    assert proc.returncode != 0
+    assert f"The first deploy of {GOOD} to local FAILED in phase seed" in text, text[-3000:]
+    assert "broken_seed" in text and "no_such_table" in text  # psql's reason, named by the seed
+    assert "Nothing of the stack had started; the maintenance page is on for when it does." in text
+    assert "The database keeps what was applied (V003)" in text and "run first_deploy.yml again" in text
+    assert FLAG.exists() and running_services() == set()
+    assert psql("SELECT count(*) FROM items") == "500"  # V002's rows; the seed's transaction was rolled back
+    assert record_of(run_id)["release"]["outcome"] == "failed"
+    assert any("INCIDENT" in t and GOOD in t for t in chat_messages(chat))
 
 
 def test_secrets_are_absent_from_outputs_and_records(outputs, secret_of):
