@@ -1,6 +1,6 @@
 """Benchmark: zero-downtime releases on the sandbox, measured side by side in one run.
 
-Under the same bounded 4-worker loopback load through the proxy (bench/loadgen.py):
+Under the same bounded 4-worker loopback load through the proxy (bench/loadgen.py), paced and then saturating:
   (a) a plain `docker compose up -d` to a new tag (what the seeds do; it returns once the containers started),
   (b) runbook.release.compose_rollout to the same tag,
   (c) compose_rollout with rollback_to=previous.
@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv" / "bin"
 STACK = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox")) / "stack"
 OLD, NEW = "v1.2.2", "v1.2.3"
+# The same three cases under two loads. Paced: 4 workers x 25 requests/s, steady traffic that leaves the CPUs to the
+# release. Saturating: 4 workers sending as fast as they are answered, which on a 2-CPU machine keeps both CPUs busy
+# with the load itself, so it also measures how each case copes with CPU starvation.
+LOADS = (("paced load: 4 workers x 25 requests/s", 25), ("saturating load: 4 workers, no pause", 0))
 
 
 def rollout(**args):
@@ -44,11 +48,11 @@ def plain_compose_up(version):
                    capture_output=True)
 
 
-def under_load(action):
+def under_load(action, rate):
     stop = Path(tempfile.mkdtemp()) / "stop"
     load = subprocess.Popen([str(VENV / "python"), str(REPO / "bench" / "loadgen.py"), "--url",
                              "http://127.0.0.1:8080/api/version", "--workers", "4", "--max-seconds", "180",
-                             "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
+                             "--rate", str(rate), "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     started = time.monotonic()
     action()
@@ -60,12 +64,17 @@ def under_load(action):
     return result
 
 
-def main():
+def measure(rate):
     rollout(version=OLD)
-    results = {"(a) docker compose up -d": under_load(lambda: plain_compose_up(NEW))}
+    results = {"(a) docker compose up -d": under_load(lambda: plain_compose_up(NEW), rate)}
     rollout(version=OLD)
-    results["(b) compose_rollout"] = under_load(lambda: rollout(version=NEW))
-    results["(c) rollback_to=previous"] = under_load(lambda: rollout(rollback_to="previous"))
+    results["(b) compose_rollout"] = under_load(lambda: rollout(version=NEW), rate)
+    results["(c) rollback_to=previous"] = under_load(lambda: rollout(rollback_to="previous"), rate)
+    return results
+
+
+def report(title, results):
+    print(title)
     print("%-28s %10s %8s %8s" % ("case", "requests", "failed", "wall_s"))
     for name, res in results.items():
         print("%-28s %10d %8d %8.2f" % (name, res["requests"], res["failed"], res["action_wall_s"]))
@@ -81,7 +90,16 @@ def main():
     ]
     for figure, target, met in verdicts:
         print("%-32s target %-7s %s" % (figure, target, "met" if met else "NOT met"))
-    print(json.dumps(results, sort_keys=True))
+    print()
+
+
+def main():
+    runs = {}
+    for title, rate in LOADS:
+        runs[title] = measure(rate)
+    for title, results in runs.items():
+        report(title, results)
+    print(json.dumps(runs, sort_keys=True))
     return 0
 
 

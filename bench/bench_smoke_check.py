@@ -9,9 +9,10 @@ side by side in one run (median of --runs runs each):
   (e) an empty playbook (the ansible-playbook start-up both pay),
   (f) a playbook with one ansible.builtin.ping task: what any module task costs on top of (e) (the AnsiballZ
       payload built, a Python started on the target, ansible.module_utils.basic imported, the result read back).
-Targets: (c) <= 0.5 s; (b)/(a) >= 20x. (f) plus ceil(50 / concurrency) rounds of 100 ms is as fast as (a) can be, so
+Targets: (c) <= 0.5 s; (b)/(a) >= 20x (printed for (a) and for (d)). (f) plus ceil(50 / concurrency) rounds of 100 ms is as fast as (a) can be, so
 the best ratio this machine allows is printed next to the measured one.
-The playbooks run with the repository's settings minus its deployment_record callback (a configuration written
+Every playbook is the task alone: the module's duration_ms is read by bench/callback_plugins/bench_result.py, which
+is enabled for every playbook alike. The playbooks run with the repository's settings minus its deployment_record callback (a configuration written
 for the benchmark), so the figures are the tasks' own cost; the same pair is then timed once with the repository's
 ansible.cfg as it is, callback included, for reference. Both sides run with the same configuration, and the runs are
 interleaved (one of each playbook per round) so that load from elsewhere on the machine hits all of them alike.
@@ -21,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -66,12 +66,7 @@ def play(tasks):
 def smoke_play(base, concurrency):
     checks = [{"name": "ep%02d" % i, "url": "%s/ep/%d" % (base, i), "expect_json": {"status": "ok"}}
               for i in range(ENDPOINTS)]
-    return play([
-        {"name": "Smoke checks", "runbook.release.smoke_check": {"checks": checks, "concurrency": concurrency},
-         "register": "bench_smoke"},
-        {"name": "Report", "ansible.builtin.debug": {
-            "msg": "BENCH duration_ms={{ bench_smoke.duration_ms }} passed={{ bench_smoke.passed }}"}},
-    ])
+    return play([{"name": "Smoke checks", "runbook.release.smoke_check": {"checks": checks, "concurrency": concurrency}}])
 
 
 def uri_play(base):
@@ -93,16 +88,24 @@ CONFIG = {}
 def run(playbook, directory, name):
     path = Path(directory) / (name + ".yml")
     path.write_text(json.dumps(playbook))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(CONFIG["path"]), ANSIBLE_FORCE_COLOR="0")
+    result_file = Path(directory) / (name + ".result.json")
+    if result_file.exists():
+        result_file.unlink()
+    env = dict(os.environ, ANSIBLE_CONFIG=str(CONFIG["path"]), ANSIBLE_FORCE_COLOR="0",
+               BENCH_RESULT_FILE=str(result_file), ANSIBLE_CALLBACK_PLUGINS=str(REPO / "bench" / "callback_plugins"))
+    enabled = [c for c in (env.get("ANSIBLE_CALLBACKS_ENABLED") or CONFIG.get("callbacks", "")).split(",") if c]
+    env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(enabled + ["bench_result"])
     began = time.monotonic()
     proc = subprocess.run([str(PLAYBOOK), str(path)], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - began
     if proc.returncode != 0:
         sys.exit("%s failed (rc=%s):\n%s\n%s" % (name, proc.returncode, proc.stdout[-3000:], proc.stderr[-2000:]))
-    match = re.search(r"BENCH duration_ms=([0-9.]+) passed=(\w+)", proc.stdout)
-    if match and match.group(2) != "True":
+    if not result_file.exists():
+        return wall, None
+    result = json.loads(result_file.read_text())
+    if result["passed"] is not True:
         sys.exit("%s: the smoke checks did not pass:\n%s" % (name, proc.stdout[-3000:]))
-    return wall, float(match.group(1)) / 1000.0 if match else None
+    return wall, result["duration_ms"] / 1000.0
 
 
 def median_of(runs, playbook, directory, name):
@@ -131,10 +134,10 @@ def main():
     base = "http://127.0.0.1:%d" % server.server_address[1]
     try:
         with tempfile.TemporaryDirectory(prefix="bench_smoke_check.") as directory:
-            CONFIG["path"] = REPO / "ansible.cfg"
+            CONFIG.update(path=REPO / "ansible.cfg", callbacks="runbook.release.deployment_record")
             repo_smoke, _module = median_of(1, smoke_play(base, 16), directory, "repo_smoke")
             repo_uri, _none = median_of(1, uri_play(base), directory, "repo_uri")
-            CONFIG["path"] = bare_config(directory)
+            CONFIG.update(path=bare_config(directory), callbacks="")
             run(smoke_play(base, 16), directory, "warmup")
             figures = medians_of(args.runs, {
                 "empty": play([{"name": "nothing", "ansible.builtin.meta": "noop"}]),
@@ -158,7 +161,11 @@ def main():
                                                     "met" if module <= 0.5 else "NOT met"))
     print("%-48s %8.2f s" % ("(d) playbook: smoke_check, concurrency 50", smoke50))
     print("%-48s %8.3f s" % ("(d) smoke_check duration_ms, concurrency 50", module50))
-    print("ratio (b)/(a) playbook wall time: %.1fx (target >= 20x: %s)" % (ratio, "met" if ratio >= 20 else "NOT met"))
+    ratio50 = uri / smoke50
+    print("ratio (b)/(a) playbook wall time, concurrency 16 (the default): %.1fx (target >= 20x: %s)"
+          % (ratio, "met" if ratio >= 20 else "NOT met"))
+    print("ratio (b)/(d) playbook wall time, concurrency 50 (one thread per endpoint): %.1fx (target >= 20x: %s)"
+          % (ratio50, "met" if ratio50 >= 20 else "NOT met"))
     print("ratio net of start-up ((b)-(e))/((a)-(e)): %.1fx" % ((uri - empty) / max(smoke - empty, 1e-3)))
     print("best ratio (b) allows here, (a) taken as (f) + %d x %d ms: %.1fx at concurrency 16, %.1fx at concurrency 50"
           % (math.ceil(ENDPOINTS / 16.0), DELAY_S * 1000, uri / floor16, uri / floor50))
@@ -169,7 +176,7 @@ def main():
                       "best_ratio_c50": round(uri / floor50, 2),
                       "uri_loop_s": round(uri, 3), "smoke_check_s": round(smoke, 3), "module_s": round(module, 3),
                       "smoke_check_c50_s": round(smoke50, 3), "module_c50_s": round(module50, 3),
-                      "ratio": round(ratio, 2), "repo_cfg_uri_loop_s": round(repo_uri, 3),
+                      "ratio": round(ratio, 2), "ratio_c50": round(ratio50, 2), "repo_cfg_uri_loop_s": round(repo_uri, 3),
                       "repo_cfg_smoke_check_s": round(repo_smoke, 3)}, sort_keys=True))
     return 0
 

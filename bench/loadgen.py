@@ -3,8 +3,9 @@
     python bench/loadgen.py --url http://127.0.0.1:8080/api/version --workers 4 --max-seconds 120 \
         --stop-file /tmp/stop --out /tmp/load.json
 
-Each worker sends requests one after another until the stop file appears (and at least --min-requests were
-sent), --max-seconds pass or --max-requests are sent (all bounded), then the totals are written as JSON. Only loopback URLs are accepted.
+Each worker sends requests one after another (or --rate per second each) until the stop file appears (and at
+least --min-requests were sent), --max-seconds pass or --max-requests are sent (all bounded), then the totals are
+written as JSON. Only loopback URLs are accepted.
 """
 
 import argparse
@@ -30,14 +31,21 @@ def loopback_only(url):
     return parsed
 
 
-def worker(parsed, deadline, stop_file, budget, totals, lock, min_requests=0):
+def worker(parsed, deadline, stop_file, budget, totals, lock, min_requests=0, rate=0.0):
     path = parsed.path or "/"
+    gap = 1.0 / rate if rate > 0 else 0.0
+    next_at = time.monotonic()
     while time.monotonic() < deadline and (totals["requests"] < min_requests
                                            or not os.path.exists(stop_file or "/nonexistent/stop")):
         with lock:
             if totals["requests"] >= budget:
                 return
             totals["requests"] += 1
+        if gap:  # paced: one request every gap seconds, never a burst to catch up after a slow answer
+            now = time.monotonic()
+            if next_at > now:
+                time.sleep(next_at - now)
+            next_at = max(next_at, now) + gap
         started = time.monotonic()
         status, error = None, None
         try:
@@ -66,6 +74,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--max-requests", type=int, default=200000)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="requests per second per worker (0, the default: one after another, as fast as answered)")
     parser.add_argument("--stop-file")
     parser.add_argument("--min-requests", type=int, default=0,
                         help="keep going after the stop file appears until this many requests were sent")
@@ -77,7 +87,7 @@ def main(argv=None):
     started = time.monotonic()
     deadline = started + args.max_seconds
     threads = [threading.Thread(target=worker, args=(parsed, deadline, args.stop_file, args.max_requests, totals,
-                                                     lock, args.min_requests)) for _i in range(args.workers)]
+                                                     lock, args.min_requests, args.rate)) for _i in range(args.workers)]
     for thread in threads:
         thread.start()
     for thread in threads:

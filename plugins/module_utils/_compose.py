@@ -108,6 +108,27 @@ class Docker(object):
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": (info.get("Config") or {}).get("Labels") or {}}
 
+    def images(self, refs):
+        """``image()`` for several references in one ``docker image inspect``: {ref: info or None}.
+
+        A reference the batch cannot map back (absent, or named differently by Docker, such as an image from
+        Docker Hub without its registry) is asked again on its own, so the answer is the same as ``image()``'s."""
+        wanted = sorted(set(r for r in refs if r))
+        found = {}
+        if wanted:
+            _rc, out, _err = self.run([self.docker, "image", "inspect"] + wanted, check=False)
+            try:
+                infos = json.loads(out) if out.strip() else []
+            except ValueError:
+                infos = []
+            for info in infos:
+                names = set(info.get("RepoTags") or []) | set(info.get("RepoDigests") or []) | {info.get("Id")}
+                for ref in wanted:
+                    if ref in names:
+                        found[ref] = {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
+                                      "labels": (info.get("Config") or {}).get("Labels") or {}}
+        return {ref: found[ref] if ref in found else self.image(ref) for ref in wanted}
+
     def logs_tail(self, container_id, lines=40):
         _rc, out, err = self.run([self.docker, "logs", "--tail", str(lines), container_id], check=False)
         return (out + err).splitlines()[-lines:]

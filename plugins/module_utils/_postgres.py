@@ -6,7 +6,7 @@
 # at any time without notice. Do not import it from other collections.
 """PostgreSQL connections for runbook.release modules (migration_apply, pg_backup, pg_restore).
 
-One place for the connection options (``connection_argument_spec()``, documented by the
+One place for the connection options (``connection_argument_spec()``, defined in ``_pg_options`` and documented by the
 ``runbook.release.postgres`` doc fragment, names as in community.postgresql), for connecting with psycopg2
 (``connect()``), and for handing the same settings to client programs such as pg_dump (``pg_env()``: PG*
 environment variables, so a password never reaches argv or a process listing).
@@ -22,6 +22,10 @@ import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ansible.module_utils.basic import missing_required_lib
+
+# Re-exported: the modules that always use PostgreSQL build their options as pg.connection_argument_spec().
+from ansible_collections.runbook.release.plugins.module_utils._pg_options import (  # noqa: F401 pylint: disable=unused-import
+    connection_argument_spec)
 
 try:
     import psycopg2
@@ -40,8 +44,6 @@ class _DriverMissing(Exception):
 
 Error = psycopg2.Error if HAS_PSYCOPG2 else _DriverMissing
 
-LOGIN_OPTIONS = ("login_host", "login_port", "login_user", "login_password", "login_db", "login_unix_socket")
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 MASK = "<hidden>"  # not Ansible's no_log mask, so a test can tell our scrubbing from Ansible's
 
 # libpq connection keywords and the environment variables libpq reads for them (libpq docs, 34.15).
@@ -80,27 +82,6 @@ class PostgresError(Exception):
         super().__init__(msg)
         self.msg = msg
         self.details = details
-
-
-def connection_argument_spec():
-    """The options every PostgreSQL module shares, with their constraints (doc fragment: runbook.release.postgres)."""
-    return {
-        "argument_spec": {
-            "login_host": {"type": "str"},
-            "login_port": {"type": "int"},
-            "login_user": {"type": "str"},
-            "login_password": {"type": "str", "no_log": True},
-            "login_db": {"type": "str"},
-            "login_unix_socket": {"type": "str"},
-            "connect_timeout": {"type": "int", "default": 10},
-            "dsn": {"type": "str", "no_log": True},
-            "ssl_mode": {"type": "str", "choices": list(SSL_MODES)},
-            "ca_cert": {"type": "path"},
-            "ssl_cert": {"type": "path"},
-            "ssl_key": {"type": "path"},
-        },
-        "mutually_exclusive": [["dsn", option] for option in LOGIN_OPTIONS] + [["login_host", "login_unix_socket"]],
-    }
 
 
 # --- connection strings --------------------------------------------------------------------------------------------

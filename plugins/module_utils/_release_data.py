@@ -14,7 +14,6 @@ back. docs/release-data-contract.md is the human description of the same schema;
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime, timezone
 
 SCHEMA_VERSION = 1
@@ -129,6 +128,8 @@ def utc_now():
 
 
 def new_run_id():
+    import uuid  # here, not at the top: smoke_check imports this file on every run and never needs it
+
     return uuid.uuid4().hex
 
 

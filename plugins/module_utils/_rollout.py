@@ -243,7 +243,7 @@ def gate_verdict(summary, has_healthcheck, started, now, readiness_delay):
     return "wait"
 
 
-def wait_healthy(docker, ids, timeout, readiness_delay, heartbeat=None, poll=0.5, clock=time.monotonic):
+def wait_healthy(docker, ids, timeout, readiness_delay, heartbeat=None, poll=0.25, clock=time.monotonic):
     """Wait until every container passes its gate; raise RolloutError with the evidence otherwise."""
     started = clock()
     while True:

@@ -443,6 +443,7 @@ class ComposeRollout(object):
         known = self.history.container_fingerprints()
         strategy = self.p["strategy"]
         plan = []
+        images = self.docker.images([services_cfg[name].get("image") for name in self.service_names])
         for name in self.service_names:
             cfg = services_cfg[name]
             requested = strategy.get(name, "auto") if isinstance(strategy, dict) else strategy
@@ -450,7 +451,7 @@ class ComposeRollout(object):
                 chosen, reason = rollout.choose_strategy(name, cfg, requested, self.p["stateful_services"])
             except ValueError as exc:
                 self.fail(str(exc))
-            image = self.docker.image(cfg["image"]) if cfg.get("image") else None
+            image = images.get(cfg["image"]) if cfg.get("image") else None
             fingerprint = rollout.service_fingerprint(cfg)
             summaries = [rollout.container_summary(c) for c in containers.get(name, [])]
             for summary in summaries:
@@ -650,8 +651,9 @@ class ComposeRollout(object):
     def record(self, started_at, files_before, outcome, reason=None):
         images = {}
         containers = self.docker.containers(self.project)
+        inspected = self.docker.images([entry["new_image"] for entry in self.plan])
         for entry in self.plan:
-            image = self.docker.image(entry["new_image"]) if entry["new_image"] else None
+            image = inspected.get(entry["new_image"]) if entry["new_image"] else None
             running = [i["Id"] for i in containers.get(entry["service"], [])
                        if (i.get("State") or {}).get("Status") == rollout.RUNNING]
             images[entry["service"]] = {"image": entry["new_image"],

@@ -734,14 +734,14 @@ commands:
   elements: str
 """
 
+import os
 import time
-import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.release.plugins.module_utils import _smoke_judge as judge
 from ansible_collections.runbook.release.plugins.module_utils import _smoke_spec as spec
-from ansible_collections.runbook.release.plugins.module_utils._postgres import connection_argument_spec
+from ansible_collections.runbook.release.plugins.module_utils._pg_options import connection_argument_spec
 from ansible_collections.runbook.release.plugins.module_utils._release_data import utc_now
 from ansible_collections.runbook.release.plugins.module_utils._smoke_probes import Probes
 from ansible_collections.runbook.release.plugins.module_utils._smoke_runner import Runner
@@ -795,7 +795,7 @@ class SmokeCheck:
 
     def run(self):
         self.validate()
-        self.probes = Probes(self.module, self.p["secrets"], unique=uuid.uuid4().hex[:10])
+        self.probes = Probes(self.module, self.p["secrets"], unique=os.urandom(5).hex())
         self.runner = Runner(self.probes.sample, self.p["concurrency"])
         self.skipped = {}
         if self.module.check_mode:
