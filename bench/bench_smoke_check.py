@@ -9,12 +9,12 @@ side by side in one run (median of --runs runs each):
   (e) an empty playbook (the ansible-playbook start-up both pay),
   (f) a playbook with one ansible.builtin.ping task: what any module task costs on top of (e) (the AnsiballZ
       payload built, a Python started on the target, ansible.module_utils.basic imported, the result read back).
-Targets: (c) <= 0.5 s; (b)/(a) >= 20x (printed for (a) and for (d)). (f) plus ceil(50 / concurrency) rounds of 100 ms is as fast as (a) can be, so
-the best ratio this machine allows is printed next to the measured one.
+Targets: (c) <= 0.5 s; (b)/(a) >= 20x (printed for (a) and for (d)). (f) plus ceil(50 / concurrency) rounds of
+100 ms is as fast as (a) can be, so the best ratio this machine allows is printed next to the measured one.
 Every playbook is the task alone: the module's duration_ms is read by bench/callback_plugins/bench_result.py, which
-is enabled for every playbook alike. The playbooks run with the repository's settings minus its deployment_record callback (a configuration written
-for the benchmark), so the figures are the tasks' own cost; the same pair is then timed once with the repository's
-ansible.cfg as it is, callback included, for reference. Both sides run with the same configuration, and the runs are
+is enabled for every playbook alike. The playbooks run with the repository's settings minus its deployment_record
+callback (a configuration written for the benchmark), so the figures are the tasks' own cost; the same pair is
+then timed once with the repository's ansible.cfg as it is, callback included, for reference. Both sides run with the same configuration, and the runs are
 interleaved (one of each playbook per round) so that load from elsewhere on the machine hits all of them alike.
 """
 

@@ -81,6 +81,8 @@ def main(argv=None):
                         help="keep going after the stop file appears until this many requests were sent")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if not args.rate >= 0:  # also rejects nan
+        parser.error("--rate must be 0 (no pause) or a positive number of requests per second, not %s" % args.rate)
     parsed = loopback_only(args.url)
     totals = {"requests": 0, "failed": 0, "status": {}, "samples": [], "latencies": []}
     lock = threading.Lock()

@@ -104,7 +104,10 @@ class Docker(object):
         rc, out, _err = self.run([self.docker, "image", "inspect", ref], check=False)
         if rc != 0:
             return None
-        info = json.loads(out)[0]
+        return self._image_info(json.loads(out)[0])
+
+    @staticmethod
+    def _image_info(info):
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": (info.get("Config") or {}).get("Labels") or {}}
 
@@ -125,8 +128,7 @@ class Docker(object):
                 names = set(info.get("RepoTags") or []) | set(info.get("RepoDigests") or []) | {info.get("Id")}
                 for ref in wanted:
                     if ref in names:
-                        found[ref] = {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
-                                      "labels": (info.get("Config") or {}).get("Labels") or {}}
+                        found[ref] = self._image_info(info)
         return {ref: found[ref] if ref in found else self.image(ref) for ref in wanted}
 
     def logs_tail(self, container_id, lines=40):
