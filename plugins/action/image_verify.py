@@ -6,5 +6,8 @@
 from __future__ import annotations
 
 from ansible_collections.runbook.release.plugins.plugin_utils._in_worker import InWorkerActionModule as ActionModule
+from ansible_collections.runbook.release.plugins.plugin_utils._in_worker import preload
 
 __all__ = ["ActionModule"]
+
+preload("image_verify")

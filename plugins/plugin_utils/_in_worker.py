@@ -103,6 +103,19 @@ def _environment(update):
                 os.environ[key] = value
 
 
+def preload(name):
+    """Import module ``name``'s code in the process that loads its action plugin.
+
+    ansible-playbook's strategy loads a task's action plugin class in the main process before it forks the worker,
+    so the worker starts with the module imported (``smoke_check`` takes about 40 ms to import, ``statuspage_update``
+    about 120 ms). A module that cannot be imported here is imported again in the worker, which reports the error.
+    """
+    try:
+        importlib.import_module(MODULE_PACKAGE + name)
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
 class InWorkerActionModule(NormalActionModule):
     """``ansible.builtin.normal`` that runs the module in the worker when the target is the controller."""
 

@@ -7,6 +7,7 @@ normal way, as its own process.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -32,6 +33,20 @@ def test_every_module_has_the_in_worker_action_plugin():
     for name in actions:
         text = (REPO / "plugins" / "action" / (name + ".py")).read_text()
         assert "import InWorkerActionModule as ActionModule" in text, name
+        assert 'preload("%s")' % name in text, name
+
+
+def test_loading_an_action_plugin_imports_its_module_for_the_workers_to_inherit(monkeypatch):
+    action = "ansible_collections.runbook.release.plugins.action.release_gate"
+    module = _in_worker.MODULE_PACKAGE + "release_gate"
+    monkeypatch.delitem(sys.modules, action, raising=False)
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    importlib.import_module(action)
+    assert module in sys.modules
+
+
+def test_preload_leaves_an_import_error_to_the_worker():
+    _in_worker.preload("no_such_module")  # no exception: the task's worker reports it
 
 
 PLAYBOOK = textwrap.dedent("""\
