@@ -103,6 +103,18 @@ def _environment(update):
                 os.environ[key] = value
 
 
+def same_python(interpreter, executable):
+    """Whether ``interpreter`` is the Python that runs ``executable``'s code, with the same packages.
+
+    ``.venv/bin/python`` and ``.venv/bin/python3`` are the same interpreter in the same environment; the base Python a
+    virtualenv links to is not (it lacks the virtualenv's packages), so links are followed only within one directory.
+    """
+    first, second = os.path.abspath(interpreter), os.path.abspath(executable)
+    if first == second:
+        return True
+    return os.path.dirname(first) == os.path.dirname(second) and os.path.realpath(first) == os.path.realpath(second)
+
+
 def preload(name):
     """Import module ``name``'s code in the process that loads its action plugin.
 
@@ -134,7 +146,7 @@ class InWorkerActionModule(NormalActionModule):
         if interpreter is None:
             return "ansible_python_interpreter is not set"
         interpreter = to_text(self._templar.template(interpreter))
-        if os.path.abspath(os.path.expanduser(interpreter)) != os.path.abspath(sys.executable):
+        if not same_python(os.path.expanduser(interpreter), sys.executable):
             return "ansible_python_interpreter %s is not this controller's Python %s" % (interpreter, sys.executable)
         if not module_name.startswith(COLLECTION_PREFIX):
             return "%s is not a module of this collection" % module_name

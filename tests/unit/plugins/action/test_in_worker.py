@@ -45,6 +45,21 @@ def test_loading_an_action_plugin_imports_its_module_for_the_workers_to_inherit(
     assert module in sys.modules
 
 
+def test_the_same_python_is_recognised_under_another_name_in_its_own_directory_only(tmp_path):
+    venv_bin, other_bin = tmp_path / "venv" / "bin", tmp_path / "other"
+    venv_bin.mkdir(parents=True)
+    other_bin.mkdir()
+    base = tmp_path / "python3.11"
+    base.write_text("")
+    (venv_bin / "python3").symlink_to(base)
+    (venv_bin / "python").symlink_to("python3")
+    (other_bin / "python3").symlink_to(base)
+    assert _in_worker.same_python(str(venv_bin / "python"), str(venv_bin / "python3"))
+    assert _in_worker.same_python(str(venv_bin / "python3"), str(venv_bin / "python3"))
+    assert not _in_worker.same_python(str(other_bin / "python3"), str(venv_bin / "python3"))
+    assert not _in_worker.same_python(str(base), str(venv_bin / "python3"))
+
+
 def test_preload_leaves_an_import_error_to_the_worker():
     _in_worker.preload("no_such_module")  # no exception: the task's worker reports it
 
