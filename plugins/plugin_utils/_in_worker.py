@@ -9,14 +9,15 @@ payload, copies it over the connection and starts a Python interpreter there. Fo
 ``chmod``, a fresh interpreter that imports ``ansible.module_utils.basic`` again, and a clean-up. On a small
 machine this is about 0.3 s per task, most of a runbook's wall time.
 
-When the task runs on the ``local`` connection, without become, without async, with the same Python interpreter as
+When the task runs on the ``local`` connection, without become, with the same Python interpreter as
 ``ansible-playbook``, the action plugin imports the module in the worker and runs its ``main()`` there. The worker
 is a throw-away fork, so nothing a module does to process state outlives the task. The arguments and the result go
 through the same JSON encoder and decoder (the module serialization profile) as a normal run, so the module sees
 exactly the parameters it would see in its own process, and the controller sees exactly the result it would parse.
 
 An ``async`` task runs the same way in a detached child of the worker, which writes the job file that
-``ansible.builtin.async_status`` reads (the format ``async_wrapper`` writes), and ends it at the async limit.
+``ansible.builtin.async_status`` reads (the format ``async_wrapper`` writes), and at the async limit kills the job's
+process group (the module and any command it started), as ``async_wrapper`` does.
 
 Any other task (SSH, become, another interpreter, a module outside this collection) runs the normal way.
 ``runbook_release_in_worker: false`` (a host, group or play variable) turns this off; ``-vvv`` says which way each
@@ -46,6 +47,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action.normal import ActionModule as NormalActionModule
 from ansible.utils.display import Display
 from ansible.vars.clean import remove_internal_keys
+from ansible_collections.runbook.release.plugins.module_utils._atomic import write_json_atomic
 
 try:  # ansible-core 2.19 passes module arguments and results through serialization profiles
     from ansible.module_utils.common.json import Direction, get_module_encoder
@@ -67,8 +69,8 @@ def _module_side():
     """Make ``ansible.module_utils`` behave as in a module process for the call, and put the process back after.
 
     On the controller, ``module_utils`` displays a module's warnings and deprecations at once; in a module process
-    they are returned with the result, and the task result must be the same either way. Restores the umask and the SIGTERM handler a
-    module may set for itself (``pg_backup`` sets both).
+    they are returned with the result, and the task result must be the same either way. Restores the umask and
+    the SIGTERM handler a module may set for itself (``pg_backup`` sets both).
     """
     was_controller = _mu_internal.is_controller
     umask = os.umask(0o077)
@@ -189,7 +191,7 @@ class InWorkerActionModule(NormalActionModule):
         os.makedirs(async_dir, mode=0o700, exist_ok=True)
         jid = "j%d.%d" % (secrets.randbelow(999999999999), os.getpid())
         job_path = os.path.join(async_dir, jid)
-        _write_job(job_path, {"started": True, "finished": False, "ansible_job_id": jid})
+        write_json_atomic(job_path, {"started": True, "finished": False, "ansible_job_id": jid})
         limit = int(self._task.async_val)
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the forked child, which leaves with os._exit
@@ -243,14 +245,6 @@ def _invoke(fqcn, module_args, environment):
     return rc, stdout.getvalue(), stderr.getvalue(), None
 
 
-def _write_job(path, data):
-    """Write an async job file the way async_wrapper does: whole or not at all."""
-    partial = path + ".tmp"
-    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data))
-    os.rename(partial, path)
-
-
 def _run_job(fqcn, module_args, environment, job_path, limit):
     """The detached job: run the module, write its result (or the timeout) where async_status looks."""
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -258,8 +252,8 @@ def _run_job(fqcn, module_args, environment, job_path, limit):
         os.dup2(devnull, stream)
 
     def timed_out(_signum, _frame):
-        _write_job(job_path, {"failed": True, "msg": "Timeout exceeded", "child_pid": os.getpid()})
-        os._exit(1)  # pylint: disable=protected-access
+        write_json_atomic(job_path, {"failed": True, "msg": "Timeout exceeded", "child_pid": os.getpid()})
+        os.killpg(os.getpgid(0), signal.SIGKILL)  # the module and what it started, like async_wrapper
 
     signal.signal(signal.SIGALRM, timed_out)
     signal.alarm(max(limit, 1))
@@ -275,7 +269,7 @@ def _run_job(fqcn, module_args, environment, job_path, limit):
                       "module_stdout": stdout, "module_stderr": stderr}
         if stderr:
             result["stderr"] = stderr
-    _write_job(job_path, result)
+    write_json_atomic(job_path, result)
 
 
 def _clean_result(data):

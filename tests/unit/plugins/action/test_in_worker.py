@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,48 @@ def test_a_module_result_is_parsed_with_no_log_values_masked_and_the_process_put
     assert current == umask
     assert signal.getsignal(signal.SIGTERM) == sigterm
     assert _in_worker._basic._ANSIBLE_ARGS is None  # pylint: disable=protected-access
+
+
+SLEEPER = textwrap.dedent("""\
+    import os, subprocess, time
+
+    def main():
+        child = subprocess.Popen(['sleep', '60'])
+        with open(os.environ['RB_SLEEP_PID_FILE'], 'w') as handle:
+            handle.write(str(child.pid))
+        time.sleep(60)
+    """)
+
+JOB = textwrap.dedent("""\
+    import sys
+    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+    _AnsibleCollectionFinder(paths=[sys.argv[1]])._install()
+    sys.path.insert(0, sys.argv[2])
+    from ansible_collections.runbook.release.plugins.plugin_utils import _in_worker
+    _in_worker.MODULE_PACKAGE = "rb_in_worker_fakes."
+    _in_worker._run_job("runbook.release.sleeper", {}, {"RB_SLEEP_PID_FILE": sys.argv[3]}, sys.argv[4], 1)
+    """)
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_an_async_job_past_its_limit_is_killed_with_what_it_started(fake_modules, tmp_path):
+    (fake_modules / "sleeper.py").write_text(SLEEPER)
+    pid_file, job_path = tmp_path / "sleep.pid", tmp_path / "job"
+    proc = subprocess.run([sys.executable, "-c", JOB, str(REPO / "collections"), str(fake_modules.parent),
+                           str(pid_file), str(job_path)], start_new_session=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    job = json.loads(job_path.read_text())
+    assert job["failed"] is True and job["msg"] == "Timeout exceeded"
+    sleep_pid = int(pid_file.read_text())
+    for _attempt in range(50):
+        if not _alive(sleep_pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(sleep_pid), "the command the module started outlived the timed-out job"
