@@ -168,12 +168,17 @@ def check_prerequisites():
 class Process:
     """A long-running process started by the sandbox, tracked by a pid file."""
 
-    def __init__(self, name, argv, port=None, marker=None, ready=None, env=None):
+    def __init__(self, name, argv, port=None, marker=None, ready=None, env=None, code=()):
         self.name, self.argv, self.port, self.env = name, argv, port, env
         self.marker = marker or Path(argv[0]).name
         self.ready = ready
+        self.code = tuple(code)  # our own source files: a process started from other code is restarted
         self.pidfile = HOME / "run" / f"{name}.pid"
+        self.stampfile = HOME / "run" / f"{name}.code"
         self.logfile = HOME / "log" / f"{name}.log"
+
+    def stamp(self):
+        return tree_digest(self.code, extra="\0".join(self.argv)) if self.code else ""
 
     def pid(self):
         try:
@@ -188,7 +193,10 @@ class Process:
 
     def start(self):
         if self.running():
-            return False
+            if not self.code or (self.stampfile.exists() and self.stampfile.read_text() == self.stamp()):
+                return False
+            log(f"restarting {self.name}: it runs other code or options than this checkout's")
+            self.stop()
         if self.port:
             require_port(self.name, self.port)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +205,8 @@ class Process:
             proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=dict(os.environ, **(self.env or {})))
         self.pidfile.write_text(str(proc.pid))
+        if self.code:
+            self.stampfile.write_text(self.stamp())
         try:
             wait_for(self.name, lambda: proc.poll() is None and (self.ready is None or self.ready()), 60)
         except SandboxError:
@@ -221,6 +231,7 @@ class Process:
             if not Path(f"/proc/{pid}").exists():
                 break
         self.pidfile.unlink(missing_ok=True)
+        self.stampfile.unlink(missing_ok=True)
         return True
 
 
@@ -251,7 +262,7 @@ def processes():
                                  "--webhook-port", str(PORTS["webhook"]), "--page-id", STATUSPAGE_PAGE_ID,
                                  "--keys-file", str(secrets_dir / "statuspage_api_key"),
                                  "--state-file", str(HOME / "saas" / "state.json")],
-                        port=PORTS["statuspage"], marker="saas.py",
+                        port=PORTS["statuspage"], marker="saas.py", code=[SANDBOX_SRC / "fakes" / "saas.py"],
                         ready=lambda: http_get(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/health")[0] == 200),
         # -D: in the foreground, so the pid is ours to track; -e: its log goes to HOME/log/sshd.log. sshd rewrites
         # its process title, which keeps the config path: the marker tells it from the system's sshd.

@@ -51,12 +51,21 @@ options:
     default: 5
   requests_per_second:
     description:
-      - Most requests per second sent with this API key to this O(api_url) from this host, counted across tasks
-        and processes (a small lock file in the temp directory holds the time of the last request).
-      - Statuspage allows 1 request per second per key; raise it only for a stand-in or an account with a higher
-        limit.
+      - Most requests per second sent with this API key to this O(api_url) from this host, on average over
+        O(rate_limit_window), counted across tasks and processes. A small lock file in the temp directory holds
+        the times of the requests of the last window (nothing else).
+      - Statuspage allows 1 request per second per key, measured over a 60-second rolling window. So up to 60
+        requests go out at once, and the 61st waits until the first is a minute old. An announcement of a few
+        requests is not spread over seconds, and a long runbook never meets a 429.
+      - Raise it only for a stand-in or an account with a higher limit.
     type: float
     default: 1.0
+  rate_limit_window:
+    description:
+      - The rolling window, in seconds, over which the API measures O(requests_per_second).
+      - V(1) spaces every request by 1/O(requests_per_second) seconds (no bursts).
+    type: float
+    default: 60
 notes:
   - Requests go out from the host the task runs on, usually the controller (C(delegate_to) C(localhost)).
 """

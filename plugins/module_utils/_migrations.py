@@ -415,7 +415,8 @@ def scan(path):
     """The migrations in a directory, ordered by version. Unknown .sql names, duplicate versions, and down or
     verify scripts without their migration are errors that list every offending file."""
     if not os.path.isdir(path):
-        raise MigrationError("path %s is not a directory: point it at the release's migrations" % path)
+        raise MigrationError("path %s is not a directory: point it at the release's migrations, and check the version "
+                             "and that the release artifacts were copied there" % path)
     by_key, companions, unknown = {}, [], []
     for filename in sorted(os.listdir(path)):
         full = os.path.join(path, filename)

@@ -52,6 +52,7 @@ RECENT_LIMIT = 100  # how far back a resolved/completed incident is looked for
 LIST_PAGE_SIZE = 100
 MAX_LIST_PAGES = 10
 
+DEFAULT_RATE_WINDOW_S = 60.0  # Statuspage measures its per-key limit over a 60-second rolling window
 PACE_KEY_CHARS = 8  # the pacing file name derives from this many leading characters of the key, hashed
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
@@ -78,6 +79,7 @@ def connection_argument_spec():
             "validate_certs": {"type": "bool", "default": True},
             "retries": {"type": "int", "default": 5},
             "requests_per_second": {"type": "float", "default": 1.0},
+            "rate_limit_window": {"type": "float", "default": DEFAULT_RATE_WINDOW_S},
         },
     }
 
@@ -99,34 +101,44 @@ def client_from_params(params):
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment or "@" in parts.netloc:
         raise StatuspageError("api_url %r is not an http(s) base URL; use for example %s" % (api_url, DEFAULT_API_URL))
-    checks = (("timeout", 1, "seconds"), ("retries", 0, "retries"), ("requests_per_second", 0.001, "requests per second"))
+    checks = (("timeout", 1, "seconds"), ("retries", 0, "retries"), ("requests_per_second", 0.001, "requests per second"),
+              ("rate_limit_window", 1, "seconds"))
     for name, low, unit in checks:
         if params[name] < low:
             raise StatuspageError("%s=%s is too small: give at least %s %s" % (name, params[name], low, unit))
     return StatuspageClient(
         key, page_id, api_url=api_url, timeout=params["timeout"], validate_certs=params["validate_certs"],
-        retries=params["retries"], requests_per_second=params["requests_per_second"])
+        retries=params["retries"], requests_per_second=params["requests_per_second"],
+        rate_limit_window=params["rate_limit_window"])
 
 
 # ---------------------------------------------------------------------------------------------- pacing
 
 
 class Pacer:
-    """At most one request per ``interval`` seconds per API key on this host, across processes.
+    """At most ``rate`` requests per second per API key on this host, measured over a rolling ``window``.
 
-    Each task is a separate process, so an in-memory clock is not enough: the time of the last request lives
-    in a small file in the temp directory, locked with fcntl while a request is in flight. Its name derives from
-    a hash of the API URL and the first characters of the key, never from the key itself.
+    Statuspage limits each key to 1 request per second "as measured on a 60 second rolling window": up to 60
+    requests may go out at once, and the next one only when the oldest of them is a minute old. This pacer
+    keeps the same books, so a burst (an announcement is a few requests) is not spread over seconds, and a
+    long run never meets a 429. Each task may be a separate process, so the books live in a small file in the
+    temp directory - the times of the requests of the last window, nothing else - locked with fcntl while a
+    request is in flight. Its name derives from a hash of the API URL and the first characters of the key,
+    never from the key itself.
     """
 
-    def __init__(self, api_key, api_url, interval, directory=None, sleep=time.sleep):
+    def __init__(self, api_key, api_url, rate, window=DEFAULT_RATE_WINDOW_S, directory=None, sleep=time.sleep):
         seed = "%s\n%s" % (api_url.rstrip("/"), api_key[:PACE_KEY_CHARS])
         digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:24]
         self.path = os.path.join(directory or tempfile.gettempdir(), "runbook-release-statuspage-%s.pace" % digest)
-        self.interval = interval
+        self.window = float(window)
+        # How many requests fit in one window; at least one, so a tiny rate still makes progress.
+        self.budget = max(1, int(rate * self.window + 1e-9))
+        if self.budget == 1:
+            self.window = 1.0 / rate  # one request per 1/rate seconds: the plain interval
         self.warning = None
         self._sleep = sleep
-        self._last = 0.0  # used when the file cannot be
+        self._stamps = []  # used when the file cannot be
 
     def _open(self):
         try:
@@ -139,32 +151,51 @@ class Pacer:
     @staticmethod
     def _read(fd):
         os.lseek(fd, 0, os.SEEK_SET)
-        try:
-            return float(os.read(fd, 64).decode("ascii").strip() or 0)
-        except ValueError:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stamps = []
+        for line in b"".join(chunks).decode("ascii", errors="replace").split():
+            try:
+                stamps.append(float(line))
+            except ValueError:
+                continue  # a damaged line is one request forgotten, not a stalled run
+        return sorted(stamps)
+
+    def wait_for(self, stamps, now):
+        """Seconds to wait before one more request, given the times of the earlier ones."""
+        recent = [stamp for stamp in stamps if stamp > now - self.window]
+        if len(recent) < self.budget:
             return 0.0
+        # min(): a clock that jumped backwards must not stall the run for longer than one window.
+        return min(recent[-self.budget] + self.window - now, self.window)
 
     @contextmanager
     def slot(self):
-        """Wait for this key's turn and hold it while the request runs; the clock starts when it ends."""
+        """Wait until the window has room and hold the books while the request runs."""
         fd = self._open()
+        stamps = list(self._stamps)
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            last = max(self._last, self._read(fd) if fd is not None else 0.0)
-            # min(): a clock that jumped backwards must not stall the run.
-            wait = min(last + self.interval - time.time(), self.interval)
+                stamps = self._read(fd)
+            wait = self.wait_for(stamps, time.time())
             if wait > 0:
                 self._sleep(wait)
             yield
         finally:
-            # Stamped after the answer arrived: the server saw the request before this moment.
-            self._last = time.time()
+            # Stamped after the answer arrived: the server counted the request before this moment.
+            now = time.time()
+            stamps = [stamp for stamp in stamps if stamp > now - self.window] + [now]
+            self._stamps = stamps[-self.budget:]
             if fd is not None:
                 try:
                     os.lseek(fd, 0, os.SEEK_SET)
                     os.ftruncate(fd, 0)
-                    os.write(fd, ("%.6f" % self._last).encode("ascii"))
+                    os.write(fd, "".join("%.6f\n" % stamp for stamp in self._stamps).encode("ascii"))
                 finally:
                     os.close(fd)  # also releases the lock
 
@@ -181,7 +212,7 @@ class StatuspageClient:
     """Statuspage API v1 for one page: paced, retried, and silent about the key."""
 
     def __init__(self, api_key, page_id, api_url=DEFAULT_API_URL, timeout=30, validate_certs=True, retries=5,
-                 requests_per_second=1.0, pacer=None, sleep=time.sleep):
+                 requests_per_second=1.0, rate_limit_window=DEFAULT_RATE_WINDOW_S, pacer=None, sleep=time.sleep):
         self._key = api_key
         self.page_id = page_id
         self.base = api_url.rstrip("/")
@@ -189,7 +220,7 @@ class StatuspageClient:
         self.timeout = timeout
         self.validate_certs = validate_certs
         self.retries = retries
-        self.pacer = pacer or Pacer(api_key, api_url, 1.0 / requests_per_second, sleep=sleep)
+        self.pacer = pacer or Pacer(api_key, api_url, requests_per_second, window=rate_limit_window, sleep=sleep)
         self._sleep = sleep
         self.calls = []  # "METHOD /path -> status", what the operator sees in the result
 

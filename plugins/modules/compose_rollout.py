@@ -35,9 +35,17 @@ requirements:
   - Docker Engine and the Docker CLI with the Compose v2 plugin 2.20.0 or newer on the target host.
 options:
   env_file:
-    description: Env file, relative to O(project_src), that pins the release and that compose interpolates.
+    description:
+      - Env file, relative to O(project_src), that pins the release and that compose interpolates.
+      - When it does not exist, O(version) creates it, unless O(require_env_file) is set.
     type: str
     default: .env
+  require_env_file:
+    description:
+      - Fail before any change when O(env_file) does not exist, instead of creating it. A release of a running
+        stack sets it, because there a missing env file means O(project_src) points at the wrong directory.
+    type: bool
+    default: false
   version:
     description:
       - The version (image tag) to release; 1 to 128 of C([A-Za-z0-9_.-]).
@@ -338,6 +346,9 @@ class ComposeRollout(object):
                           "v1.2.3)" % (key, value))
         if not os.path.isdir(self.src):
             self.fail("project_src %s is not a directory: point it at the compose project on the host" % self.src)
+        if not os.path.isfile(self.env_path) and p["require_env_file"]:
+            self.fail("env file %s does not exist (require_env_file): point project_src at the compose project whose "
+                      "env file pins the version, or set env_file" % self.env_path)
         if not os.path.isfile(self.env_path) and (p["version"] is None and p["rollback_to"] is None):
             self.fail("env file %s does not exist: create it, or set env_file" % self.env_path)
         for service, replicas in (p["scale"] or {}).items():
@@ -678,6 +689,7 @@ def main():
             files=dict(type="list", elements="str"),
             project_name=dict(type="str"),
             env_file=dict(type="str", default=".env"),
+            require_env_file=dict(type="bool", default=False),
             profiles=dict(type="list", elements="str"),
             version=dict(type="str"),
             rollback_to=dict(type="str"),

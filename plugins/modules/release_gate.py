@@ -188,9 +188,13 @@ options:
         type: int
         default: 5
       requests_per_second:
-        description: Most requests per second with this key from this host.
+        description: Most requests per second with this key from this host, over O(statuspage.rate_limit_window).
         type: float
         default: 1.0
+      rate_limit_window:
+        description: The rolling window, in seconds, over which the API measures O(statuspage.requests_per_second).
+        type: float
+        default: 60
   block_on_incident_impact:
     description: Lowest impact of an unresolved incident that blocks the release.
     type: str

@@ -20,10 +20,12 @@ Standard library only, so it runs anywhere Python 3.11 does.  See README.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
@@ -231,17 +233,22 @@ class Store:
     makes every request atomic with respect to the recordings tests read.
     """
 
-    def __init__(self, page_id: str, keys: list[str], rate_per_s: float, state_file: str | None):
+    def __init__(self, page_id: str, keys: list[str], rate_per_s: float, state_file: str | None,
+                 rate_window_s: float = 60.0):
         self.lock = threading.RLock()
         self.page_id = page_id
         self.keys = set(keys)
-        self.min_interval = 1.0 / rate_per_s
+        # As Statuspage documents it: rate_per_s "as measured on a rolling window" of rate_window_s seconds.
+        self.rate_window = rate_window_s
+        self.rate_budget = max(1, int(rate_per_s * rate_window_s + 1e-9))
+        if self.rate_budget == 1:
+            self.rate_window = 1.0 / rate_per_s
         self.state_file = state_file
         self.records: dict[str, list] = {STATUSPAGE: [], WEBHOOK: []}
         self.next_seq = {STATUSPAGE: 1, WEBHOOK: 1}
         self.faults: dict[str, list] = {STATUSPAGE: [], WEBHOOK: []}
-        # key sha256 -> time.monotonic() of the last accepted request.
-        self.last_accepted: dict[str, float] = {}
+        # key sha256 -> time.monotonic() of the requests accepted in the current window, oldest first.
+        self.accepted: dict[str, collections.deque] = {}
         created = now_iso()
         self.page = {
             "id": page_id,
@@ -305,7 +312,7 @@ class Store:
         with self.lock:
             self.incidents = {}
             self.seed_components()
-            self.last_accepted = {}
+            self.accepted = {}
             for port in (STATUSPAGE, WEBHOOK):
                 self.records[port] = []
                 self.faults[port] = []
@@ -392,15 +399,20 @@ class Store:
                     return fault["status"]
         return None
 
-    def allow_request(self, key_hash: str) -> bool:
-        """Per-key limiter: reject if the last ACCEPTED request was too recent."""
+    def allow_request(self, key_hash: str) -> float:
+        """Per-key rolling window: 0 when the request is accepted, else the seconds until one would be.
+
+        Rejected requests are not counted.
+        """
         with self.lock:
             now = time.monotonic()
-            last = self.last_accepted.get(key_hash)
-            if last is not None and now - last < self.min_interval:
-                return False
-            self.last_accepted[key_hash] = now
-            return True
+            window = self.accepted.setdefault(key_hash, collections.deque())
+            while window and window[0] <= now - self.rate_window:
+                window.popleft()
+            if len(window) >= self.rate_budget:
+                return max(window[0] + self.rate_window - now, 0.001)
+            window.append(now)
+            return 0.0
 
 
 # --------------------------------------------------------------------------
@@ -904,8 +916,9 @@ class StatuspageApp:
             return error_response(404, "Not found")
         if not req.auth_ok:
             return error_response(401, "Could not authenticate")
-        if not self.store.allow_request(sha256_hex(req.presented_key)):
-            return error_response(429, "Rate limit exceeded", {"Retry-After": "1"})
+        wait = self.store.allow_request(sha256_hex(req.presented_key))
+        if wait:
+            return error_response(429, "Rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))})
 
         handler, params, allowed = dispatch(self.routes, req.method, req.path)
         if handler is None:
@@ -1211,6 +1224,8 @@ def parse_args(argv):
     parser.add_argument("--page-id", required=True)
     parser.add_argument("--state-file", help="persist records and Statuspage state here (JSON)")
     parser.add_argument("--rate-limit-per-s", type=float, default=1.0, help="per key (default 1.0)")
+    parser.add_argument("--rate-limit-window-s", type=float, default=60.0,
+                        help="the rolling window the rate is measured over (default 60, as Statuspage documents)")
     args = parser.parse_args(argv)
 
     try:
@@ -1223,6 +1238,8 @@ def parse_args(argv):
         parser.error(f"--host {args.host!r} refused: only loopback addresses (127.0.0.0/8 or ::1) may be bound")
     if args.rate_limit_per_s <= 0:
         parser.error("--rate-limit-per-s must be positive")
+    if args.rate_limit_window_s <= 0:
+        parser.error("--rate-limit-window-s must be positive")
     for name in ("statuspage_port", "webhook_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 65535")
@@ -1241,7 +1258,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    store = Store(args.page_id, args.keys, args.rate_limit_per_s, args.state_file)
+    store = Store(args.page_id, args.keys, args.rate_limit_per_s, args.state_file, args.rate_limit_window_s)
     if args.state_file and os.path.exists(args.state_file):
         try:
             store.load()

@@ -37,7 +37,7 @@ class Fake:
     """A running server process plus convenience URLs and an authed session."""
 
     def __init__(self, workdir: Path, rate: float = 1000.0, state_file: Path | None = None,
-                 sig: int = signal.SIGTERM):
+                 sig: int = signal.SIGTERM, window: float | None = None):
         keys = workdir / "keys.txt"
         keys.write_text(f"{API_KEY}\n\n{OTHER_KEY}\n")
         cmd = [sys.executable, str(SERVER.relative_to(REPO_ROOT)),
@@ -45,6 +45,8 @@ class Fake:
                "--keys-file", str(keys), "--page-id", PAGE_ID, "--rate-limit-per-s", str(rate)]
         if state_file is not None:
             cmd += ["--state-file", str(state_file)]
+        if window is not None:
+            cmd += ["--rate-limit-window-s", str(window)]
         self.stop_signal = sig
         self.stderr = open(workdir / f"stderr-{time.monotonic_ns()}.log", "w")
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
@@ -123,6 +125,18 @@ def test_refuses_missing_or_empty_keys_file(tmp_path, content):
         capture_output=True, text=True, timeout=10, check=False)
     assert proc.returncode == 2
     assert str(keys) in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--rate-limit-per-s", "--rate-limit-window-s"])
+def test_refuses_a_rate_limit_that_is_not_positive(tmp_path, option):
+    keys = tmp_path / "keys"
+    keys.write_text(API_KEY + "\n")
+    proc = subprocess.run(
+        [sys.executable, str(SERVER), "--statuspage-port", "0", "--webhook-port", "0",
+         "--keys-file", str(keys), "--page-id", PAGE_ID, option, "0"],
+        capture_output=True, text=True, timeout=10, check=False)
+    assert proc.returncode == 2
+    assert option + " must be positive" in proc.stderr
 
 
 def test_health_on_both_ports(fake):
@@ -421,22 +435,38 @@ def test_create_validation_422(fake, fields, needle):
 # ---------------------------------------------------------------- rate limit and faults
 
 
-def test_rate_limit_one_per_second(tmp_path):
-    limited = Fake(tmp_path, rate=1.0)
+def test_rate_limit_one_per_second_over_a_rolling_window(tmp_path):
+    """Statuspage's contract: 1 request/s per key "as measured on a 60 second rolling window" (here 3 s)."""
+    limited = Fake(tmp_path, rate=1.0, window=3)
     try:
         url = f"{limited.v1}/incidents"
-        first = limited.http.get(url, timeout=5)
-        second = limited.http.get(url, timeout=5)
+        burst = [limited.http.get(url, timeout=5) for _i in range(3)]
+        over = limited.http.get(url, timeout=5)
         other_key = requests.get(url, headers={"Authorization": f"OAuth {OTHER_KEY}"}, timeout=5)
-        assert first.status_code == 200
-        assert second.status_code == 429
-        assert second.headers["Retry-After"] == "1"
-        assert second.json() == {"error": "Rate limit exceeded"}
+        assert [r.status_code for r in burst] == [200, 200, 200]  # a burst within the window's budget
+        assert over.status_code == 429
+        assert over.headers["Retry-After"] == "3"  # whole seconds until the oldest request leaves the window
+        assert over.json() == {"error": "Rate limit exceeded"}
         assert other_key.status_code == 200  # limits are per key
+        time.sleep(1.0)
+        assert limited.http.get(url, timeout=5).status_code == 429  # rejected requests are not counted ...
+        time.sleep(2.1)
+        assert limited.http.get(url, timeout=5).status_code == 200  # ... and the window moves on
+        assert [r["status"] for r in limited.records()] == [200, 200, 200, 429, 200, 429, 200]
+    finally:
+        limited.stop()
+
+
+def test_rate_limit_without_bursts(tmp_path):
+    """A window of 1 s at 1 request/s: every request one second after the last accepted one."""
+    limited = Fake(tmp_path, rate=1.0, window=1)
+    try:
+        url = f"{limited.v1}/incidents"
+        first, second = limited.http.get(url, timeout=5), limited.http.get(url, timeout=5)
+        assert (first.status_code, second.status_code) == (200, 429)
+        assert second.headers["Retry-After"] == "1"
         time.sleep(1.05)
-        third = limited.http.get(url, timeout=5)
-        assert third.status_code == 200
-        assert [r["status"] for r in limited.records()] == [200, 429, 200, 200]
+        assert limited.http.get(url, timeout=5).status_code == 200
     finally:
         limited.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def base(server):
 
 
 def client(base, tmp_path, delays, **kwargs):
-    pacer = sp.Pacer(API_KEY, base + "/v1", 0.001, directory=str(tmp_path))
+    pacer = sp.Pacer(API_KEY, base + "/v1", 1000, directory=str(tmp_path))
     return sp.StatuspageClient(API_KEY, PAGE_ID, api_url=base + "/v1", pacer=pacer, sleep=delays.append, **kwargs)
 
 
@@ -139,15 +140,18 @@ def test_find_incident_takes_the_newest_and_counts_duplicates(base, tmp_path):
 
 def test_client_from_params_checks_connection_options():
     good = {"api_key": " k3y-value\n", "page_id": PAGE_ID, "api_url": sp.DEFAULT_API_URL, "timeout": 30,
-            "validate_certs": True, "retries": 5, "requests_per_second": 1.0}
-    assert sp.client_from_params(good).base == sp.DEFAULT_API_URL
+            "validate_certs": True, "retries": 5, "requests_per_second": 1.0, "rate_limit_window": 60.0}
+    built = sp.client_from_params(good)
+    assert built.base == sp.DEFAULT_API_URL
+    assert (built.pacer.budget, built.pacer.window) == (60, 60.0)
     for change, expected in [({"api_key": None}, "api_key is not set"),
                              ({"api_key": "two words"}, "api_key contains whitespace"),
                              ({"page_id": "a/b"}, "page_id 'a/b' is not a Statuspage page id"),
                              ({"api_url": "ftp://x/v1"}, "api_url 'ftp://x/v1' is not an http(s) base URL"),
                              ({"api_url": "https://user:pw@x/v1"}, "is not an http(s) base URL"),
                              ({"timeout": 0}, "timeout=0 is too small"),
-                             ({"retries": -1}, "retries=-1 is too small")]:
+                             ({"retries": -1}, "retries=-1 is too small"),
+                             ({"rate_limit_window": 0.5}, "rate_limit_window=0.5 is too small")]:
         with pytest.raises(sp.StatuspageError) as failure:
             sp.client_from_params(dict(good, **change))
         assert expected in failure.value.msg
@@ -157,10 +161,26 @@ def test_client_from_params_checks_connection_options():
 # ------------------------------------------------------------------------------------------------ pacing
 
 
-def test_pacer_spaces_requests_across_instances_and_hides_the_key(tmp_path):
-    one = sp.Pacer(API_KEY, "https://api.statuspage.io/v1", 0.4, directory=str(tmp_path))
-    other = sp.Pacer(API_KEY, "https://api.statuspage.io/v1/", 0.4, directory=str(tmp_path))
-    elsewhere = sp.Pacer(API_KEY, "http://127.0.0.1:1/v1", 0.4, directory=str(tmp_path))
+def test_pacer_allows_a_burst_as_large_as_the_window_then_waits(tmp_path):
+    """Statuspage: 1 request/s "as measured on a 60 second rolling window" - 60 at once, the 61st waits."""
+    delays = []
+    pacer = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 1.0, directory=str(tmp_path), sleep=delays.append)
+    assert (pacer.budget, pacer.window) == (60, 60.0)
+    started = time.time()
+    for _i in range(60):
+        with pacer.slot():
+            pass
+    assert delays == []  # the whole burst went out at once
+    with pacer.slot():
+        pass
+    assert len(delays) == 1 and 59.0 <= delays[0] <= 60.0  # until the first request is a minute old
+    assert delays[0] == pytest.approx(60.0 - (time.time() - started), abs=1.0)
+
+
+def test_pacer_shares_its_window_across_instances_and_hides_the_key(tmp_path):
+    one = sp.Pacer(API_KEY, "https://api.statuspage.io/v1", 2.0, window=1.0, directory=str(tmp_path))
+    other = sp.Pacer(API_KEY, "https://api.statuspage.io/v1/", 2.0, window=1.0, directory=str(tmp_path))
+    elsewhere = sp.Pacer(API_KEY, "http://127.0.0.1:1/v1", 2.0, window=1.0, directory=str(tmp_path))
     assert one.path == other.path != elsewhere.path
     assert API_KEY[:8] not in one.path
     stamps = []
@@ -169,18 +189,47 @@ def test_pacer_spaces_requests_across_instances_and_hides_the_key(tmp_path):
         with pacer.slot():
             stamps.append(time.monotonic())
 
-    threads = [threading.Thread(target=use, args=(p,)) for p in (one, other, one)]
+    threads = [threading.Thread(target=use, args=(p,)) for p in (one, other, one, other, one)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     stamps.sort()
-    assert all(later - earlier >= 0.39 for earlier, later in zip(stamps, stamps[1:])), stamps
-    assert float(Path(one.path).read_text()) == pytest.approx(time.time(), abs=2)
+    # Two per second: any request is at least a window after the one two before it.
+    assert all(later - earlier >= 0.99 for earlier, later in zip(stamps, stamps[2:])), stamps
+    assert stamps[1] - stamps[0] < 0.5  # a burst of two is allowed
+    written = [float(line) for line in Path(one.path).read_text().split()]
+    assert len(written) == 2  # only the window's requests are kept
+    assert written[-1] == pytest.approx(time.time(), abs=2)
+    assert oct(Path(one.path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_pacer_with_a_window_of_one_request_spaces_every_request(tmp_path):
+    pacer = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 2.5, window=0.4, directory=str(tmp_path))
+    assert (pacer.budget, pacer.window) == (1, 0.4)
+    started = time.monotonic()
+    for _i in range(3):
+        with pacer.slot():
+            pass
+    assert time.monotonic() - started >= 0.79
+    slow = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 0.01, directory=str(tmp_path))
+    assert (slow.budget, slow.window) == (1, 100.0)  # below one request per window: 1/rate apart
+
+
+def test_pacer_survives_a_damaged_file_and_a_clock_that_jumped_back(tmp_path):
+    pacer = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 1.0, window=2.0, directory=str(tmp_path))
+    future = time.time() + 3600
+    Path(pacer.path).write_text("garbage\n%.6f\n%.6f\n" % (future, future))
+    assert pacer.wait_for(sp.Pacer._read(os.open(pacer.path, os.O_RDONLY)), time.time()) <= 2.0
+    delays = []
+    pacer._sleep = delays.append
+    with pacer.slot():
+        pass
+    assert len(delays) == 1 and delays[0] <= 2.0  # at most one window, never an hour
 
 
 def test_pacer_without_a_usable_directory_paces_in_process(tmp_path):
-    pacer = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 0.3, directory=str(tmp_path / "missing"))
+    pacer = sp.Pacer(API_KEY, sp.DEFAULT_API_URL, 1 / 0.3, window=0.3, directory=str(tmp_path / "missing"))
     started = time.monotonic()
     for _i in range(2):
         with pacer.slot():
