@@ -224,7 +224,9 @@ def test_a_second_release_while_one_runs_is_refused(outputs):
 
 def test_a_release_killed_with_sigkill_converges_on_rerun(outputs):
     assert served_version() == "v1.2.4-slow"
-    proc, run_id = start("release.yml", "-e", f"version={GOOD}", "-e", "release_monitor_window_s=0")
+    # A 10 s ttl for the run that dies (the inventory's is 30 s): its lock goes stale sooner, the rerun waits less.
+    proc, run_id = start("release.yml", "-e", f"version={GOOD}", "-e", "release_monitor_window_s=0",
+                         "-e", "release_lock_ttl=10")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and GOOD not in ENV_FILE.read_text():
         time.sleep(0.2)

@@ -267,6 +267,26 @@ def test_up_again_is_idempotent(sandbox_status):
     proc = sandbox("up")
     assert "sandbox is up — demo stack: v1.2.2" in proc.stdout
     assert "deploying" not in proc.stdout and "built and pushed" not in proc.stdout
+    assert "restarting" not in proc.stdout
     after = subprocess.run(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=rbdemo"],
                            capture_output=True, text=True, check=True).stdout.split()
     assert sorted(before) == sorted(after)
+
+
+def test_up_restarts_a_stand_in_started_from_other_code_and_keeps_its_records(sandbox_status):
+    """A stand-in left running by an older checkout (its code stamp differs) is restarted; its state file keeps
+    what it recorded, as tests read it."""
+    url = sandbox_status["webhook"]["url"]
+    base = url.split("/hooks/")[0]
+    marker = f"before restart {time.time_ns()}"
+    assert requests.post(url, json={"text": marker}, timeout=5).status_code == 200
+    home = Path(sandbox_status["home"])
+    pid_before = (home / "run" / "saas.pid").read_text()
+    (home / "run" / "saas.code").write_text("from-another-checkout")
+    proc = sandbox("up")
+    assert "restarting saas: it runs other code or options than this checkout's" in proc.stdout
+    assert (home / "run" / "saas.pid").read_text() != pid_before
+    assert (home / "run" / "saas.code").read_text() != "from-another-checkout"
+    recorded = requests.get(base + "/_sandbox/requests", timeout=5).json()
+    assert marker in [r["body"].get("text") for r in recorded if isinstance(r["body"], dict)]
+    assert "restarting" not in sandbox("up").stdout  # the stamp matches now
