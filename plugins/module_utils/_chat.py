@@ -15,7 +15,6 @@ Standard library and ansible.module_utils only: this runs on bare targets.
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import socket
@@ -25,6 +24,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
+
+from ansible_collections.runbook.release.plugins.module_utils._retry import retry_delay
 
 USER_AGENT = "runbook.release-chat/0.1.0"
 MAX_RETRY_AFTER_S = 30.0
@@ -101,20 +102,6 @@ def markdown_section(markdown):
     return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
 
 
-def _retry_after(headers, attempt):
-    value = ((headers.get("Retry-After") if headers is not None else None) or "").strip()
-    if value:
-        try:
-            return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-        except ValueError:
-            try:
-                moment = email.utils.parsedate_to_datetime(value)
-                return min(max(moment.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER_S)
-            except (TypeError, ValueError, IndexError):
-                pass
-    return min(2.0 ** (attempt - 1), MAX_BACKOFF_S)
-
-
 class WebhookClient:
     """Posts JSON to one incoming webhook URL, with bounded retries; silent about the URL."""
 
@@ -171,7 +158,7 @@ class WebhookClient:
             retryable = status is None or status == 429 or status >= 500
             if not retryable or attempt > self.retries:
                 raise self._failure(status, text, error, attempt)
-            self._sleep(_retry_after(headers, attempt))
+            self._sleep(retry_delay(headers, attempt, MAX_RETRY_AFTER_S, MAX_BACKOFF_S))
 
     def _failure(self, status, text, error, attempts):
         tries = " after %d attempts" % attempts if attempts > 1 else ""

@@ -16,7 +16,6 @@ Standard library and ansible.module_utils only: this runs on bare targets.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import fcntl
 import hashlib
 import http.client
@@ -33,6 +32,8 @@ from urllib.parse import quote, urlencode, urlsplit
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
+
+from ansible_collections.runbook.release.plugins.module_utils._retry import retry_delay
 
 DEFAULT_API_URL = "https://api.statuspage.io/v1"
 API_KEY_ENV = "STATUSPAGE_API_KEY"
@@ -261,20 +262,10 @@ class StatuspageClient:
         self.calls.append("%s %s -> %s" % (method, shown, answer.status if answer.status else "no answer"))
         return answer
 
-    def _delay(self, answer, attempt):
+    @staticmethod
+    def _delay(answer, attempt):
         """Retry-After when the server sent one, else exponential backoff (1, 2, 4, ... s, capped)."""
-        value = (answer.headers.get("Retry-After") if answer.headers is not None else None) or ""
-        value = value.strip()
-        if value:
-            try:
-                return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(value)
-                    return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER_S)
-                except (TypeError, ValueError, IndexError):
-                    pass
-        return min(2.0 ** (attempt - 1), MAX_BACKOFF_S)
+        return retry_delay(answer.headers, attempt, MAX_RETRY_AFTER_S, MAX_BACKOFF_S)
 
     def request(self, method, path, payload=None, query=None, verify=None):
         """Send one API request; return its decoded JSON body.

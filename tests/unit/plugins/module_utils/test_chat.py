@@ -1,10 +1,7 @@
-"""module_utils/_chat: the pure parts - how a webhook URL is shown, checked and scrubbed, how long a retry waits,
-and the payload. Posting itself is tested against the webhook stand-in in tests/unit/plugins/modules/."""
+"""module_utils/_chat: the pure parts - how a webhook URL is shown, checked and scrubbed, and the payload.
+Posting itself is tested against the webhook stand-in in tests/unit/plugins/modules/."""
 
 from __future__ import annotations
-
-import email.utils
-import time
 
 import pytest
 
@@ -36,15 +33,6 @@ def test_the_client_scrubs_the_url_and_its_path_from_any_text():
     text = client._scrub("failed %s and /services/T0001/B0002/sEcReTtOkEn" % URL)
     assert "sEcReTtOkEn" not in text
     assert text == "failed https://hooks.slack.com/... and /..."
-
-
-def test_retry_after_seconds_date_and_backoff():
-    assert chat._retry_after({"Retry-After": "3"}, 1) == 3.0
-    assert chat._retry_after({"Retry-After": "600"}, 1) == chat.MAX_RETRY_AFTER_S
-    soon = email.utils.formatdate(time.time() + 5, usegmt=True)
-    assert 3.0 <= chat._retry_after({"Retry-After": soon}, 1) <= 5.0
-    assert chat._retry_after({"Retry-After": "soon"}, 2) == 2.0  # unreadable: backoff
-    assert [chat._retry_after(None, attempt) for attempt in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
 
 
 def test_payload_and_markdown_section():
