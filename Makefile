@@ -14,7 +14,8 @@ export ANSIBLE_FORCE_COLOR := 0
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 DEMO_VERSION ?= v1.2.3
 
-.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints changelog clean
+.PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints \
+	changelog clean lane-a lane-b e2e-a e2e-b
 
 help:
 	@echo "make demo    bring the sandbox up and release $(DEMO_VERSION) (playbooks/release.yml)"
@@ -40,14 +41,32 @@ demo: sandbox
 
 # Order: lint and sanity at the same time (scripts/concurrently: they share nothing and need no sandbox), then the
 # unit tests on their own (a few of them time threads, so they get the CPUs to themselves), then the sandbox-backed
-# tests one after another, the lifecycle test (down/up) last. Each stage is timed (scripts/timed prints
-# "timing: <stage> took N s"); the first failure stops the run.
+# tests in two lanes at the same time, each on its own copy of the demo stack (scripts/sandbox --stack a|b: own
+# compose project, ports, database and stand-ins; registry, PostgreSQL and S3 shared), and the lifecycle test
+# (down/up) last. Much of a runbook's time is waiting (health checks, monitor windows, soak), so two lanes end far
+# sooner than one. Each stage is timed (scripts/timed prints "timing: <stage> took N s"); a failure fails the run.
+#   lane a (stack a): integration targets and molecule scenarios (they use stack a's fixed addresses), E2E_A
+#   lane b (stack b): E2E_B, with RUNBOOK_SANDBOX_STACK=b (tests/runbook_e2e.py adds tests/e2e/inventory-stack-b)
 CONCURRENT_STAGES := lint sanity
-STAGES := unit integration molecule e2e lifecycle
+E2E_A := tests/e2e/test_ansible_runner.py tests/e2e/test_collection_resolution.py \
+	tests/e2e/test_execution_environment.py tests/e2e/test_galaxy_package.py tests/e2e/test_first_deploy.py
+E2E_B := tests/e2e/test_release_runbooks.py tests/e2e/test_rollback.py tests/e2e/test_migrate.py \
+	tests/e2e/test_scale.py tests/e2e/test_disaster_recovery.py
+E2E_ALL := $(sort $(wildcard tests/e2e/test_*.py))
 test: deps
+	@[ "$(sort $(E2E_A) $(E2E_B))" = "$(E2E_ALL)" ] && [ $(words $(E2E_A) $(E2E_B)) = $(words $(E2E_ALL)) ] || \
+	  { echo "make test: every tests/e2e/test_*.py must be in exactly one of E2E_A and E2E_B (Makefile)" >&2; exit 1; }
 	@scripts/timed "lint+sanity" scripts/concurrently $(CONCURRENT_STAGES)
-	@for stage in $(STAGES); do scripts/timed $$stage $(MAKE) --no-print-directory $$stage || exit 1; done
+	@scripts/timed unit $(MAKE) --no-print-directory unit
+	@scripts/timed "lanes" scripts/concurrently lane-a lane-b
+	@scripts/timed lifecycle $(MAKE) --no-print-directory lifecycle
 	@echo "make test: all checks passed"
+
+lane-a:
+	@for stage in integration molecule e2e-a; do scripts/timed $$stage $(MAKE) --no-print-directory $$stage || exit 1; done
+
+lane-b:
+	@scripts/timed e2e-b $(MAKE) --no-print-directory e2e-b
 
 lint: deps
 	yamllint --strict .
@@ -72,8 +91,16 @@ integration: sandbox-reset
 molecule: sandbox-reset
 	scripts/molecule
 
+# Every end-to-end test on stack a, one after another (make test splits them over its two lanes: E2E_A, E2E_B).
 e2e: sandbox-reset
 	$(PYTEST) --durations=20 tests/e2e
+
+e2e-a: sandbox-reset
+	$(PYTEST) --durations=20 $(E2E_A)
+
+e2e-b: deps
+	RUNBOOK_SANDBOX_STACK=b scripts/sandbox up --reset
+	RUNBOOK_SANDBOX_STACK=b $(PYTEST) --durations=20 $(E2E_B)
 
 lifecycle: sandbox
 	$(PYTEST) tests/lifecycle

@@ -5,10 +5,17 @@ Docker Engine (+ Compose v2), a local image registry, a debootstrap base image, 
 and fault variants), PostgreSQL, an S3 API (moto), the Statuspage/chat stand-in, the demo compose stack, and
 an SSH target (its own sshd on 127.0.0.1:2222, a deploy user with sudo) for inventories/local-ssh.
 Everything it starts is recorded under SANDBOX_HOME so that `down` removes exactly that and nothing else.
+
+The demo stack comes in two copies. Stack `a` (the default) is the one the README, the demo and the local
+inventory use. Stack `b` (`--stack b`, or RUNBOOK_SANDBOX_STACK=b) is the same application under another compose
+project, on other loopback ports, with its own database and its own Statuspage/chat stand-in, so that `make test`
+can run two lanes of tests at once without either seeing the other's releases, incidents or rate limit. The
+registry, PostgreSQL, the S3 API, the SSH target and the images are shared.
 """
 
 import argparse
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -35,16 +42,11 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOST = "127.0.0.1"
 PORTS = {
     "registry": 5000,
-    "proxy_http": 8080,
-    "proxy_https": 8443,
     "postgres": 55432,
     "s3": 9000,
-    "statuspage": 8090,
-    "webhook": 8091,
     "ssh": 2222,
 }
 REGISTRY = f"{HOST}:{PORTS['registry']}"
-PROJECT = "rbdemo"
 BASE_IMAGE = "local/base:bookworm"
 BASE_PACKAGES = ["python3", "python3-psycopg2", "nginx-light", "curl", "ca-certificates"]
 PROXY_VERSION = "1.0"
@@ -59,7 +61,6 @@ RELEASES = {
     "v1.2.4-errors": (2, 6, "errors"),
     "v1.2.4-slow": (2, 6, "slow"),
 }
-DB_NAME = "appdb"
 DB_USER = "app"
 S3_BUCKET = "runbook-backups"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox-secret",
@@ -76,6 +77,28 @@ SUDOERS_FILE = Path("/etc/sudoers.d/runbook-sandbox")
 
 class SandboxError(Exception):
     """A failure the operator can act on; the message says what and how."""
+
+
+class Stack:
+    """One copy of the demo stack: its directory, compose project, published ports, database and stand-in."""
+
+    def __init__(self, name, directory, project, proxy_http, proxy_https, statuspage, webhook, database):
+        self.name, self.directory, self.project, self.database = name, directory, project, database
+        self.ports = {"proxy_http": proxy_http, "proxy_https": proxy_https, "statuspage": statuspage,
+                      "webhook": webhook}
+        # Stack a keeps the names an older sandbox used, so `up` finds what it started before.
+        self.saas = "saas" if name == "a" else f"saas-{name}"
+
+    @property
+    def dir(self):
+        return HOME / self.directory
+
+
+STACKS = {
+    "a": Stack("a", "stack", "rbdemo", 8080, 8443, 8090, 8091, "appdb"),
+    "b": Stack("b", "stack-b", "rbdemo-b", 8180, 8543, 8190, 8191, "appdb_b"),
+}
+STACK = STACKS["a"]  # the stack this command works on (main() sets it from --stack)
 
 
 def log(msg):
@@ -257,18 +280,23 @@ def processes():
         "s3": Process("s3", [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(PORTS["s3"])],
                       port=PORTS["s3"], marker="moto_server",
                       ready=lambda: http_get(f"http://{HOST}:{PORTS['s3']}/moto-api/")[0] is not None),
-        "saas": Process("saas", [str(VENV_BIN / "python"), str(SANDBOX_SRC / "fakes" / "saas.py"),
-                                 "--host", HOST, "--statuspage-port", str(PORTS["statuspage"]),
-                                 "--webhook-port", str(PORTS["webhook"]), "--page-id", STATUSPAGE_PAGE_ID,
-                                 "--keys-file", str(secrets_dir / "statuspage_api_key"),
-                                 "--state-file", str(HOME / "saas" / "state.json")],
-                        port=PORTS["statuspage"], marker="saas.py", code=[SANDBOX_SRC / "fakes" / "saas.py"],
-                        ready=lambda: http_get(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/health")[0] == 200),
+        **{stack.saas: saas_process(stack, secrets_dir) for stack in STACKS.values()},
         # -D: in the foreground, so the pid is ours to track; -e: its log goes to HOME/log/sshd.log. sshd rewrites
         # its process title, which keeps the config path: the marker tells it from the system's sshd.
         "sshd": Process("sshd", [str(SSHD), "-D", "-e", "-f", str(SshPaths.config)], port=PORTS["ssh"],
                         marker=str(SshPaths.config), ready=sshd_ready),
     }
+
+
+def saas_process(stack, secrets_dir):
+    """A stack's Statuspage and chat webhook stand-in (one process serves both ports)."""
+    page, hook = stack.ports["statuspage"], stack.ports["webhook"]
+    return Process(stack.saas, [str(VENV_BIN / "python"), str(SANDBOX_SRC / "fakes" / "saas.py"),
+                                "--host", HOST, "--statuspage-port", str(page), "--webhook-port", str(hook),
+                                "--page-id", STATUSPAGE_PAGE_ID, "--keys-file", str(secrets_dir / "statuspage_api_key"),
+                                "--state-file", str(HOME / stack.saas / "state.json")],
+                   port=page, marker="saas.py", code=[SANDBOX_SRC / "fakes" / "saas.py"],
+                   ready=lambda: http_get(f"http://{HOST}:{page}/_sandbox/health")[0] == 200)
 
 
 # --- secrets ---------------------------------------------------------------------------------------------------
@@ -504,24 +532,25 @@ def ensure_postgres():
 
 
 def reset_database(with_schema):
-    """Recreate the application database: empty, or at the good release's schema with its seed data."""
-    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{DB_NAME}' "
+    """Recreate the stack's application database: empty, or at the good release's schema with its seed data."""
+    db = STACK.database
+    psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' "
          "AND pid <> pg_backend_pid()")
-    psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+    psql(f"DROP DATABASE IF EXISTS {db}")
+    psql(f"CREATE DATABASE {db} OWNER {DB_USER}")
     if not with_schema:
         return
     # Applied by hand as the seeds do (psql -f per file), remembered Supabase-style in schema_migrations.
     psql("CREATE TABLE schema_migrations (version text PRIMARY KEY, name text NOT NULL, "
-         "inserted_at timestamptz NOT NULL DEFAULT now())", user=DB_USER, database=DB_NAME)
+         "inserted_at timestamptz NOT NULL DEFAULT now())", user=DB_USER, database=db)
     for path in migrations_upto(RELEASES[GOOD_VERSION][1]):
         if path.name.endswith((".down.sql", ".verify.sql")):
             continue
         run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", str(path)],
-            env=pg_env(DB_USER, DB_NAME))
+            env=pg_env(DB_USER, db))
         version, name = path.stem.split("__", 1)
         psql(f"INSERT INTO schema_migrations (version, name) VALUES ('{version}', '{name}')",
-             user=DB_USER, database=DB_NAME)
+             user=DB_USER, database=db)
 
 
 def ensure_app_role():
@@ -533,7 +562,7 @@ def ensure_app_role():
 
 
 def database_exists():
-    return psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") == "1"
+    return psql(f"SELECT 1 FROM pg_database WHERE datname = '{STACK.database}'") == "1"
 
 
 # --- S3 and SaaS stand-ins ---------------------------------------------------------------------------------------
@@ -733,7 +762,7 @@ def remove_ssh_target():
 # --- the demo stack ------------------------------------------------------------------------------------------------
 
 def stack_dir():
-    return HOME / "stack"
+    return STACK.dir
 
 
 def compose(*args, check=True, timeout=300):
@@ -772,6 +801,8 @@ def write_stack(version):
     shutil.copy(SANDBOX_SRC / "stack" / "compose.yaml", sdir / "compose.yaml")
     sock = PgPaths.socket
     env_lines = ["# Compose variables of the demo stack; SERVICE_VERSION pins the release.",
+                 f"SANDBOX_PROJECT={STACK.project}", f"PROXY_HTTP_PORT={STACK.ports['proxy_http']}",
+                 f"PROXY_HTTPS_PORT={STACK.ports['proxy_https']}",
                  f"REGISTRY={REGISTRY}", f"PROXY_VERSION={PROXY_VERSION}", f"PG_SOCKET_DIR={sock}"]
     if version:
         env_lines.append(f"SERVICE_VERSION={version}")
@@ -781,28 +812,28 @@ def write_stack(version):
     write_file(sdir / ".env.example", "\n".join(dict.fromkeys(example)) + "\n")
     write_file(sdir / "app.env", "\n".join([
         "# Application settings (secrets: mode 0600).", "PGHOST=/run/postgresql", f"PGPORT={PORTS['postgres']}",
-        f"PGDATABASE={DB_NAME}", f"PGUSER={DB_USER}", f"PGPASSWORD={secret('app_db_password')}",
+        f"PGDATABASE={STACK.database}", f"PGUSER={DB_USER}", f"PGPASSWORD={secret('app_db_password')}",
         "APP_DRAIN_SECONDS=1"]) + "\n", mode=0o600)
     ensure_tls()
 
 
-def stack_containers():
+def stack_containers(stack=None):
     if not docker_ready():
         return []
-    proc = run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+    proc = run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={(stack or STACK).project}",
                 "--format", "{{.ID}} {{.Label \"com.docker.compose.service\"}} {{.State}}"], check=False)
     return [line.split() for line in proc.stdout.splitlines() if line.strip()]
 
 
 def deploy_stack():
     for name in ("proxy_http", "proxy_https"):
-        require_port(name, PORTS[name])
-    log(f"deploying the demo stack at {GOOD_VERSION}")
+        require_port(name, STACK.ports[name])
+    log(f"deploying the demo stack {STACK.name} ({STACK.project}) at {GOOD_VERSION}")
     compose("up", "-d", "--wait", "--wait-timeout", "180", "--remove-orphans", timeout=400)
 
 
 def deployed_version():
-    status, body = http_get(f"http://{HOST}:{PORTS['proxy_http']}/api/version")
+    status, body = http_get(f"http://{HOST}:{STACK.ports['proxy_http']}/api/version")
     if status == 200:
         try:
             return json.loads(body).get("version")
@@ -815,14 +846,22 @@ def deployed_version():
 
 def reset_saas():
     """Forget what the Statuspage and chat stand-ins recorded (incidents, maintenances, requests, faults)."""
-    request = urllib.request.Request(f"http://{HOST}:{PORTS['statuspage']}/_sandbox/reset", data=b"", method="POST")
+    request = urllib.request.Request(f"http://{HOST}:{STACK.ports['statuspage']}/_sandbox/reset", data=b"",
+                                     method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()
 
 
-def cmd_up(args):
-    check_prerequisites()
+def shared_lock():
+    """Held while `up` sees to what the stacks share, so two `up`s (one per stack, from two test lanes) never
+    start the same service twice; each then resets its own stack without waiting for the other."""
     HOME.mkdir(parents=True, exist_ok=True)
+    handle = open(HOME / ".up.lock", "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def ensure_shared_services():
     ensure_secrets()
     procs = processes()
     ensure_docker(procs)
@@ -834,10 +873,17 @@ def cmd_up(args):
     if procs["s3"].start():
         log(f"S3 API (moto) started on {HOST}:{PORTS['s3']}")
     ensure_bucket()
-    (HOME / "saas").mkdir(exist_ok=True)
-    if procs["saas"].start():
-        log(f"Statuspage and chat webhook stand-ins started on {HOST}:{PORTS['statuspage']}/{PORTS['webhook']}")
+    (HOME / STACK.saas).mkdir(exist_ok=True)
+    if procs[STACK.saas].start():
+        log(f"Statuspage and chat webhook stand-ins of stack {STACK.name} started on "
+            f"{HOST}:{STACK.ports['statuspage']}/{STACK.ports['webhook']}")
     ensure_ssh(procs)
+
+
+def cmd_up(args):
+    check_prerequisites()
+    with shared_lock():
+        ensure_shared_services()
 
     empty = args.empty
     deployed = any(state == "running" for _cid, _service, state in stack_containers())
@@ -859,25 +905,28 @@ def cmd_up(args):
     return 0
 
 
-def stop_stack():
+def stop_stack(stack):
     if not docker_ready():
         return
-    if (stack_dir() / "compose.yaml").exists():
-        compose("down", "--remove-orphans", "--volumes", "--timeout", "5", check=False)
-    leftovers = [container[0] for container in stack_containers()]
+    if (stack.dir / "compose.yaml").exists():
+        run(["docker", "compose", "--project-directory", str(stack.dir), "down", "--remove-orphans", "--volumes",
+             "--timeout", "5"], check=False, timeout=300)
+    leftovers = [container[0] for container in stack_containers(stack)]
     if leftovers:
         run(["docker", "rm", "-f", *leftovers], check=False)
-    run(["docker", "network", "rm", f"{PROJECT}_default"], check=False)
+    run(["docker", "network", "rm", f"{stack.project}_default"], check=False)
 
 
 def cmd_down(args):
+    """Every stack and everything shared: `down` takes the whole sandbox away, whichever --stack is given."""
     procs = processes()
-    stop_stack()
+    for stack in STACKS.values():
+        stop_stack(stack)
     if args.purge and docker_ready():
         ids = run(["docker", "images", "-q", "--filter", "label=runbook.sandbox=1"], check=False).stdout.split()
         if ids:
             run(["docker", "rmi", "-f", *sorted(set(ids))], check=False)
-    for name in ("sshd", "saas", "s3", "registry"):
+    for name in ("sshd", *(stack.saas for stack in STACKS.values()), "s3", "registry"):
         if procs[name].stop():
             log(f"stopped {name}")
     if pg_running():
@@ -890,7 +939,8 @@ def cmd_down(args):
         owned.unlink()
         log("stopped dockerd (the sandbox had started it)")
     # Runtime state goes; the registry's storage stays as a cache unless --purge.
-    for sub in ("postgres", "stack", "saas", "run", "secrets", "artifacts", "approvals"):
+    stack_dirs = [sub for stack in STACKS.values() for sub in (stack.directory, stack.saas)]
+    for sub in ("postgres", *stack_dirs, "run", "secrets", "artifacts", "approvals"):
         shutil.rmtree(HOME / sub, ignore_errors=True)
     if args.purge:
         remove_ssh_target()
@@ -914,23 +964,25 @@ def status_data():
         "home": str(HOME),
         "docker": docker_ready(),
         "registry": {"running": procs["registry"].running(), "url": f"http://{REGISTRY}"},
-        "postgres": {"running": pg_running(), "host": HOST, "port": PORTS["postgres"], "database": DB_NAME,
+        "postgres": {"running": pg_running(), "host": HOST, "port": PORTS["postgres"], "database": STACK.database,
                      "user": DB_USER, "password_file": str(HOME / "secrets" / "app_db_password"),
                      "admin_password_file": str(HOME / "secrets" / "postgres_password"),
                      "socket_dir": str(PgPaths.socket)},
         "s3": {"running": procs["s3"].running(), "endpoint_url": f"http://{HOST}:{PORTS['s3']}",
                "bucket": S3_BUCKET, **{k.lower(): v for k, v in S3_CREDENTIALS.items()}},
-        "statuspage": {"running": procs["saas"].running(), "api_url": f"http://{HOST}:{PORTS['statuspage']}/v1",
+        "statuspage": {"running": procs[STACK.saas].running(),
+                       "api_url": f"http://{HOST}:{STACK.ports['statuspage']}/v1",
                        "page_id": STATUSPAGE_PAGE_ID, "api_key_file": str(HOME / "secrets" / "statuspage_api_key")},
-        "webhook": {"running": procs["saas"].running(),
-                    "url": f"http://{HOST}:{PORTS['webhook']}/hooks/releases"},
+        "webhook": {"running": procs[STACK.saas].running(),
+                    "url": f"http://{HOST}:{STACK.ports['webhook']}/hooks/releases"},
         "ssh": {"running": procs["sshd"].running(), "host": HOST, "port": PORTS["ssh"], "user": SSH_USER,
                 "private_key_file": str(SshPaths.client_key), "known_hosts_file": str(SshPaths.known_hosts),
                 "sudoers_file": str(SUDOERS_FILE), "inventory": "inventories/local-ssh"},
-        "stack": {"project": PROJECT, "project_src": str(stack_dir()), "services": health,
+        "stack": {"name": STACK.name, "project": STACK.project, "project_src": str(stack_dir()), "services": health,
                   "version": deployed_version(),
                   "maintenance": (stack_dir() / "maintenance" / "enabled").exists()},
-        "proxy": {"http": f"http://{HOST}:{PORTS['proxy_http']}", "https": f"https://localhost:{PORTS['proxy_https']}"},
+        "proxy": {"http": f"http://{HOST}:{STACK.ports['proxy_http']}",
+                  "https": f"https://localhost:{STACK.ports['proxy_https']}"},
         "artifacts": str(HOME / "artifacts"),
     }
 
@@ -939,11 +991,11 @@ def print_endpoints(data):
     stack = data["stack"]
     deployed = stack["version"] or ("nothing deployed (empty mode)" if not stack["services"] else "not answering")
     lines = [
-        f"sandbox is up — demo stack: {deployed}",
+        f"sandbox is up — demo stack {stack['name']}: {deployed}",
         f"  proxy         {data['proxy']['http']}  {data['proxy']['https']} (self-signed)",
         f"  stack         {stack['project_src']} (compose project {stack['project']})",
         f"  registry      {data['registry']['url']}",
-        f"  postgres      {HOST}:{PORTS['postgres']} db={DB_NAME} user={DB_USER} "
+        f"  postgres      {HOST}:{PORTS['postgres']} db={STACK.database} user={DB_USER} "
         f"(password in {data['postgres']['password_file']})",
         f"  s3 (moto)     {data['s3']['endpoint_url']} bucket={S3_BUCKET}",
         f"  statuspage    {data['statuspage']['api_url']} page={STATUSPAGE_PAGE_ID} "
@@ -984,6 +1036,9 @@ def cmd_maintenance(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="scripts/sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default=os.environ.get("RUNBOOK_SANDBOX_STACK") or "a",
+                        help="which demo stack: a (the default; 127.0.0.1:8080) or b (the second copy the test "
+                             "lanes use; 127.0.0.1:8180). Default: $RUNBOOK_SANDBOX_STACK, else a")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start everything (idempotent) and print the endpoints")
     mode = up.add_mutually_exclusive_group()
@@ -996,6 +1051,12 @@ def main(argv=None):
     maint = sub.add_parser("maintenance", help="switch the proxy's maintenance page")
     maint.add_argument("state", choices=["on", "off"])
     args = parser.parse_args(argv)
+    global STACK  # pylint: disable=global-statement
+    if args.stack not in STACKS:
+        print(f"sandbox: ERROR: unknown stack {args.stack!r} (from --stack or RUNBOOK_SANDBOX_STACK); "
+              f"use one of: {', '.join(STACKS)}", file=sys.stderr)
+        return 2
+    STACK = STACKS[args.stack]
     handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "maintenance": cmd_maintenance}[args.command]
     try:
         return handler(args)

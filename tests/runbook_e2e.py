@@ -3,8 +3,14 @@
 
 Every address is 127.0.0.1. Secrets are read from the sandbox's 0600 files and passed through the environment,
 never argv. Test modules import what they need; `fresh_sandbox` is a module fixture they opt into by importing it.
+
+The tests run against one of the sandbox's two demo stacks: `a` (127.0.0.1:8080, appdb, the local inventory as it
+is) or, with RUNBOOK_SANDBOX_STACK=b, the second copy (127.0.0.1:8180, appdb_b, its own stand-ins), so that make
+test can run a second lane of them while the first lane tests stack a. For stack b every playbook also gets the
+inventory overlay tests/e2e/inventory-stack-b, which points the local inventory's settings at that copy.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -22,14 +28,33 @@ REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv" / "bin"
 RECORDS = REPO / "records"
 HOME = Path(os.environ.get("RUNBOOK_SANDBOX_HOME", "/var/lib/runbook-sandbox"))
-STACK = HOME / "stack"
+
+
+def _sandbox_stack():
+    """The stack under test, as sandbox/sandbox.py defines it (one table of names and ports, not two)."""
+    spec = importlib.util.spec_from_file_location("rb_sandbox_stacks", REPO / "sandbox" / "sandbox.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    name = os.environ.get("RUNBOOK_SANDBOX_STACK") or "a"
+    if name not in module.STACKS:
+        raise RuntimeError(f"RUNBOOK_SANDBOX_STACK={name!r} names no sandbox stack; use one of {list(module.STACKS)}")
+    return module.STACKS[name]
+
+
+SANDBOX_STACK = _sandbox_stack()
+STACK = HOME / SANDBOX_STACK.directory
+PROJECT = SANDBOX_STACK.project  # the compose project
+DB = SANDBOX_STACK.database  # the application database
 ENV_FILE = STACK / ".env"
 LOCK = STACK / ".runbook-release" / "deploy.lock"
 FLAG = STACK / "maintenance" / "enabled"
-BASE = "http://127.0.0.1:8080"
-CHAT = "http://127.0.0.1:8091/_sandbox/requests"
-STATUSPAGE = "http://127.0.0.1:8090/_sandbox/requests"
-STATUSPAGE_STATE = "http://127.0.0.1:8090/_sandbox/state"
+BASE = f"http://127.0.0.1:{SANDBOX_STACK.ports['proxy_http']}"
+STANDIN = f"http://127.0.0.1:{SANDBOX_STACK.ports['statuspage']}"  # the Statuspage stand-in (API under /v1)
+CHAT = f"http://127.0.0.1:{SANDBOX_STACK.ports['webhook']}/_sandbox/requests"
+STATUSPAGE = f"{STANDIN}/_sandbox/requests"
+STATUSPAGE_STATE = f"{STANDIN}/_sandbox/state"
+# Stack a is what the local inventory describes; other stacks add their overlay after the inventory.
+OVERLAY = [] if SANDBOX_STACK.name == "a" else [REPO / "tests" / "e2e" / f"inventory-stack-{SANDBOX_STACK.name}"]
 OPERATOR = "e2e-operator"
 SECRETS = ("app_db_password", "postgres_password", "statuspage_api_key")
 
@@ -43,8 +68,9 @@ def env(**extra):
 def argv_of(playbook, extra, inventory, run_id):
     argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
             "-e", f"release_operator={OPERATOR}", *extra]
-    if inventory:
-        argv[2:2] = ["-i", f"inventories/{inventory}"]
+    if inventory or OVERLAY:
+        sources = [f"inventories/{inventory or 'local'}", *map(str, OVERLAY)]
+        argv[2:2] = [arg for source in sources for arg in ("-i", source)]
     return argv
 
 
@@ -118,7 +144,7 @@ def chat_texts(since):
     return [body.get("text", "") for body in chat_bodies(since)]
 
 
-def psql(sql, database="appdb"):
+def psql(sql, database=DB):
     """One statement as the sandbox's superuser; the password travels in the environment."""
     pg = env(PGPASSWORD=(HOME / "secrets" / "postgres_password").read_text().strip(), PGHOST="127.0.0.1",
              PGPORT="55432", PGUSER="postgres", PGDATABASE=database)

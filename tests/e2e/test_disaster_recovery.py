@@ -23,16 +23,16 @@ import uuid
 import pytest
 import requests
 
-from runbook_e2e import (BASE, ENV_FILE, FLAG, HOME, LOCK, RECORDS, REPO, STACK, STATUSPAGE, STATUSPAGE_STATE, VENV,
-                         chat_texts, check_secrets_absent, env, flat, fresh_sandbox, items, last_seq, psql,
-                         record_file_of, record_of, requests_of, run, served_version)
+from runbook_e2e import (BASE, CHAT, DB, ENV_FILE, FLAG, HOME, LOCK, PROJECT, RECORDS, REPO, STACK, STATUSPAGE,
+                         STATUSPAGE_STATE, VENV, chat_texts, check_secrets_absent, env, flat, fresh_sandbox, items,
+                         last_seq, psql, record_file_of, record_of, requests_of, run, served_version)
 
 pytestmark = pytest.mark.usefixtures("fresh_sandbox")
 assert fresh_sandbox  # a fixture, used by name
 
 GOOD, BROKEN = "v1.2.2", "v1.2.4-crash"
 BUCKET = "runbook-backups"
-PREFIX = f"e2e-dr-{uuid.uuid4().hex[:8]}/appdb"
+PREFIX = f"e2e-dr-{uuid.uuid4().hex[:8]}/{DB}"
 DR_S3 = f"dr_s3_uri=s3://{BUCKET}/{PREFIX}/"
 MARKER = "dr-e2e-written-after-the-backup"
 HISTORY = STACK / ".runbook-release" / "history.json"
@@ -56,7 +56,7 @@ def dr(*extra):
 
 def stack_containers():
     """Every container of the demo stack, running or not."""
-    proc = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", "label=com.docker.compose.project=rbdemo"],
+    proc = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
                           capture_output=True, text=True, check=True)
     return proc.stdout.split()
 
@@ -148,7 +148,7 @@ def test_setup_a_verified_backup_then_a_disaster(tmp_path):
     # The disaster: the database is gone and so is the whole stack (containers and network).
     subprocess.run(["docker", "compose", "--project-directory", str(STACK), "down", "--timeout", "5"],
                    check=True, capture_output=True)
-    psql("DROP DATABASE appdb WITH (FORCE)", database="postgres")
+    psql(f"DROP DATABASE {DB} WITH (FORCE)", database="postgres")
     assert stack_containers() == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{BASE}/api/version", timeout=5)
@@ -160,18 +160,18 @@ def test_without_the_confirmation_nothing_changes():
     since = last_seq(STATUSPAGE)
     proc, _run_id, _wall = dr("-e", DR_S3)
     assert proc.returncode != 0
-    assert "confirm with -e dr_confirm=appdb" in flat(proc)
+    assert f"confirm with -e dr_confirm={DB}" in flat(proc)
     nothing_changed(since, proc)
     proc, _run_id, _wall = dr("-e", DR_S3, "-e", "dr_confirm=otherdb", "-e", "severity=P9")
     assert proc.returncode != 0
-    assert "dr_confirm \"otherdb\" does not name the database that is replaced: pass -e dr_confirm=appdb" in flat(proc)
+    assert f"dr_confirm \"otherdb\" does not name the database that is replaced: pass -e dr_confirm={DB}" in flat(proc)
     assert "severity \"P9\" is not valid" in flat(proc)
     nothing_changed(since, proc)
 
 
 def test_an_unknown_backup_id_is_refused_before_anything_changes():
     since = last_seq(STATUSPAGE)
-    proc, run_id, _wall = dr("-e", DR_S3, "-e", "dr_confirm=appdb", "-e", "dr_backup_id=appdb-19990101T000000Z-nope")
+    proc, run_id, _wall = dr("-e", DR_S3, "-e", f"dr_confirm={DB}", "-e", "dr_backup_id=appdb-19990101T000000Z-nope")
     text = flat(proc)
     assert proc.returncode != 0
     assert "DISASTER RECOVERY REFUSED" in text and "backup appdb-19990101T000000Z-nope is not in" in text
@@ -183,9 +183,9 @@ def test_an_unknown_backup_id_is_refused_before_anything_changes():
 # --- the recovery ---------------------------------------------------------------------------------------------------
 
 def test_recovery_restores_the_backup_and_redeploys_the_last_known_good_version():
-    since_chat, since_page = last_seq("http://127.0.0.1:8091/_sandbox/requests"), last_seq(STATUSPAGE)
+    since_chat, since_page = last_seq(CHAT), last_seq(STATUSPAGE)
     watcher = MaintenanceWatcher()
-    proc, run_id, wall = dr("-e", DR_S3, "-e", "dr_confirm=appdb", "-e", "dr_reason=appdb lost in the e2e test")
+    proc, run_id, wall = dr("-e", DR_S3, "-e", f"dr_confirm={DB}", "-e", f"dr_reason={DB} lost in the e2e test")
     watcher.finish()
     text = flat(proc)
     assert proc.returncode == 0, proc.stdout[-6000:]
@@ -240,7 +240,7 @@ def test_a_damaged_backup_fails_with_the_site_on_the_maintenance_page_and_the_in
     client = s3()
     key = f"{PREFIX}/{STATE['backup_id']}.dump"
     client.put_object(Bucket=BUCKET, Key=key, Body=b"not the dump that was verified")
-    proc, run_id, _wall = dr("-e", DR_S3, "-e", "dr_confirm=appdb", "-e", f"dr_backup_id={STATE['backup_id']}")
+    proc, run_id, _wall = dr("-e", DR_S3, "-e", f"dr_confirm={DB}", "-e", f"dr_backup_id={STATE['backup_id']}")
     text = flat(proc)
     assert proc.returncode != 0
     assert "FAILED in phase restore" in text and "refusing to restore" in text

@@ -21,8 +21,8 @@ import subprocess
 import pytest
 import requests
 
-from runbook_e2e import (BASE, CHAT, FLAG, RECORDS, STATUSPAGE, chat_bodies, check_secrets_absent, flat, last_seq, psql,
-                         recap, record_file_of, record_of, requests_of, run, served_version)
+from runbook_e2e import (BASE, CHAT, FLAG, PROJECT, RECORDS, STATUSPAGE, chat_bodies, check_secrets_absent, flat,
+                         last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
 from sandbox_cli import sandbox
 
 GOOD, BAD = "v1.2.2", "v1.2.4-unhealthy"
@@ -56,7 +56,7 @@ def first_deploy(outputs, *extra):
 
 def running_services():
     """Services of the demo stack with a running container."""
-    proc = subprocess.run(["docker", "ps", "--filter", "label=com.docker.compose.project=rbdemo", "--filter",
+    proc = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project={PROJECT}", "--filter",
                            "status=running", "--format", '{{.Label "com.docker.compose.service"}}'],
                           capture_output=True, text=True, check=True)
     return set(proc.stdout.split())

@@ -22,7 +22,7 @@ import re
 import pytest
 import requests
 
-from runbook_e2e import (BASE, CHAT, FLAG, HOME, RECORDS, REPO, STATUSPAGE, admin_vars_file, chat_texts,
+from runbook_e2e import (BASE, CHAT, DB, FLAG, HOME, RECORDS, REPO, STATUSPAGE, admin_vars_file, chat_texts,
                          check_secrets_absent, flat, fresh_sandbox, item_columns, last_seq, psql, recap, record_of,
                          requests_of, run, served_version)
 
@@ -47,7 +47,7 @@ def counts():
 
 
 def rehearsal_databases():
-    return psql(r"SELECT count(*) FROM pg_database WHERE datname LIKE 'appdb\_rehearsal\_%'", database="postgres")
+    return psql(f"SELECT count(*) FROM pg_database WHERE datname LIKE '{DB}\\_rehearsal\\_%'", database="postgres")
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +118,8 @@ def test_a_migration_with_rehearsal_and_drain(admin, outputs):
     text = flat(proc)
 
     # The rehearsal: a scratch copy named after the run, up -> down -> up there, dropped.
-    scratch = f"appdb_rehearsal_{run_id[:8]}"
-    assert f"Created {scratch} from backup appdb-" in text, proc.stdout[-6000:]
+    scratch = f"{DB}_rehearsal_{run_id[:8]}"
+    assert f"Created {scratch} from backup {DB}-" in text, proc.stdout[-6000:]
     assert re.search(rf"Rehearsed on {scratch} .* dropped after: up \d+ ms, down \d+ ms, up again \d+ ms, "
                      r"integrity unchanged", text), text[-4000:]
     assert rehearsal_databases() == "0"
@@ -138,15 +138,15 @@ def test_a_migration_with_rehearsal_and_drain(admin, outputs):
                 "WHERE relname = 'items'") == "t"
 
     # The drain was undone: connection limit back, maintenance page off, the site answers.
-    assert "Drained appdb: maintenance page on, CONNECTION LIMIT 0 (was -1)" in text
-    assert "Re-enabled appdb: CONNECTION LIMIT back to -1, maintenance page off" in text
-    assert psql("SELECT datconnlimit FROM pg_database WHERE datname = 'appdb'", database="postgres") == "-1"
+    assert f"Drained {DB}: maintenance page on, CONNECTION LIMIT 0 (was -1)" in text
+    assert f"Re-enabled {DB}: CONNECTION LIMIT back to -1, maintenance page off" in text
+    assert psql(f"SELECT datconnlimit FROM pg_database WHERE datname = '{DB}'", database="postgres") == "-1"
     assert not FLAG.exists()
     assert requests.get(f"{BASE}/health", timeout=5).status_code == 200
 
     # Announced (maintenance in progress, then completed) and recorded.
     texts = chat_texts(chat_from)
-    assert any("Maintenance In Progress" in t and "appdb" in t for t in texts), texts
+    assert any("Maintenance In Progress" in t and DB in t for t in texts), texts
     assert any("Maintenance Completed" in t for t in texts), texts
     assert requests_of(STATUSPAGE, run_id=run_id, since=page_from), "the status page heard nothing of the run"
     record = record_of(run_id)
@@ -162,7 +162,7 @@ def test_a_migration_with_rehearsal_and_drain(admin, outputs):
     again, again_id, _wall = run("migrate.yml", *admin, "-e", f"version={VERSION}", "-e", "migrate_drain=true")
     outputs.append(again.stdout + again.stderr)
     assert again.returncode == 0, again.stdout[-5000:]
-    assert "Nothing to migrate: appdb is at V006" in flat(again)
+    assert f"Nothing to migrate: {DB} is at V006" in flat(again)
     assert recap(again.stdout)["changed"] == 0
     assert history() == "V001:baseline,V002:baseline,V003:baseline,V004:up,V005:up,V006:up"
     assert record_of(again_id)["outcome"] == "success"
@@ -181,10 +181,10 @@ def test_a_migration_that_fails_in_rehearsal_stops_before_the_real_database(tmp_
     outputs.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0
     text = flat(proc)
-    scratch = f"appdb_rehearsal_{run_id[:8]}"
+    scratch = f"{DB}_rehearsal_{run_id[:8]}"
     assert "FAILED in phase rehearsal" in text, proc.stdout[-5000:]
     assert "V007__broken.sql failed at line 1" in text and 'relation "nowhere" does not exist' in text
-    assert f"appdb was not touched (still at V006) and {scratch} was dropped" in text
+    assert f"{DB} was not touched (still at V006) and {scratch} was dropped" in text
     assert rehearsal_databases() == "0"
     assert history() == before
     assert psql("SELECT count(*) FROM runbook_release.schema_history WHERE version = 'V007'") == "0"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from runbook_e2e import (BASE, CHAT, ENV_FILE, FLAG, HOME, LOCK, RECORDS, STATUSPAGE, STATUSPAGE_STATE, Load,
+from runbook_e2e import (BASE, CHAT, ENV_FILE, FLAG, HOME, LOCK, RECORDS, STANDIN, STATUSPAGE, STATUSPAGE_STATE, Load,
                          admin_vars_file, chat_bodies, check_secrets_absent, flat, fresh_sandbox, item_columns, items,
                          last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
 
@@ -56,7 +56,7 @@ def resolve_incident(run_id):
     incident = rollback_incident(run_id)
     if incident and incident["status"] != "resolved":
         key = (HOME / "secrets" / "statuspage_api_key").read_text().strip()
-        requests.patch(f"http://127.0.0.1:8090/v1/pages/{incident['page_id']}/incidents/{incident['id']}",
+        requests.patch(f"{STANDIN}/v1/pages/{incident['page_id']}/incidents/{incident['id']}",
                        json={"incident": {"status": "resolved", "body": "Resolved by the e2e clean-up."}},
                        headers={"Authorization": "OAuth " + key}, timeout=10).raise_for_status()
 

@@ -10,15 +10,15 @@ import subprocess
 
 import pytest
 
-from runbook_e2e import (HOME, Load, check_secrets_absent, fresh_sandbox, last_seq, recap, record_of, run,
-                         served_version, CHAT, STATUSPAGE, flat)
+from runbook_e2e import (CHAT, STACK, STATUSPAGE, Load, check_secrets_absent, flat, fresh_sandbox, last_seq,
+                         recap, record_of, run, served_version)
 
 pytestmark = pytest.mark.usefixtures(fresh_sandbox.__name__)
 
 
 def replicas(service):
     """Running containers of a service of the demo stack, from docker itself."""
-    out = subprocess.run(["docker", "compose", "--project-directory", str(HOME / "stack"), "ps", "--format",
+    out = subprocess.run(["docker", "compose", "--project-directory", str(STACK), "ps", "--format",
                           "json", service], capture_output=True, text=True, check=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return sum(1 for row in rows if row.get("State") == "running")

@@ -265,7 +265,7 @@ def test_up_again_is_idempotent(sandbox_status):
     before = subprocess.run(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=rbdemo"],
                             capture_output=True, text=True, check=True).stdout.split()
     proc = sandbox("up")
-    assert "sandbox is up — demo stack: v1.2.2" in proc.stdout
+    assert "sandbox is up — demo stack a: v1.2.2" in proc.stdout
     assert "deploying" not in proc.stdout and "built and pushed" not in proc.stdout
     assert "restarting" not in proc.stdout
     after = subprocess.run(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=rbdemo"],
