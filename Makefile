@@ -49,9 +49,9 @@ demo: sandbox
 #   lane b (stack b): E2E_B, with RUNBOOK_SANDBOX_STACK=b (tests/runbook_e2e.py adds tests/e2e/inventory-stack-b)
 CONCURRENT_STAGES := lint sanity
 E2E_A := tests/e2e/test_ansible_runner.py tests/e2e/test_collection_resolution.py \
-	tests/e2e/test_execution_environment.py tests/e2e/test_galaxy_package.py tests/e2e/test_first_deploy.py
+	tests/e2e/test_execution_environment.py tests/e2e/test_galaxy_package.py
 E2E_B := tests/e2e/test_release_runbooks.py tests/e2e/test_rollback.py tests/e2e/test_migrate.py \
-	tests/e2e/test_scale.py tests/e2e/test_disaster_recovery.py
+	tests/e2e/test_scale.py tests/e2e/test_disaster_recovery.py tests/e2e/test_first_deploy.py
 E2E_ALL := $(sort $(wildcard tests/e2e/test_*.py))
 test: deps
 	@[ "$(sort $(E2E_A) $(E2E_B))" = "$(E2E_ALL)" ] && [ $(words $(E2E_A) $(E2E_B)) = $(words $(E2E_ALL)) ] || \

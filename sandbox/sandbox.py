@@ -105,12 +105,14 @@ def log(msg):
     print(f"sandbox: {msg}", flush=True)
 
 
-def run(argv, check=True, env=None, capture=True, timeout=600, cwd=None):
-    """Run an argv list; on failure raise with the command, rc and output tail."""
+def run(argv, check=True, env=None, capture=True, timeout=600, cwd=None, stdin_text=None):
+    """Run an argv list; on failure raise with the command, rc and output tail. Text that must not show in the
+    process list (SQL carrying a password) goes in as stdin_text."""
     full_env = dict(os.environ, **(env or {}))
+    extra = {"input": stdin_text} if stdin_text is not None else {"stdin": subprocess.DEVNULL}
     proc = subprocess.run(argv, env=full_env, cwd=cwd, timeout=timeout, text=True, check=False,
                           stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE if capture else None, stdin=subprocess.DEVNULL)
+                          stderr=subprocess.PIPE if capture else None, **extra)
     if check and proc.returncode != 0:
         tail = ((proc.stderr or "") + (proc.stdout or "")).strip()[-2000:]
         raise SandboxError(f"command failed (rc={proc.returncode}): {' '.join(map(str, argv))}\n{tail}")
@@ -315,6 +317,13 @@ def ensure_secrets():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(24) + "\n")
+    # A pgpass file for both database users (PGPASSFILE=HOME/secrets/pgpass): what tests and operators give psql,
+    # since a password in a command's environment shows in the process list when Ansible runs it.
+    pgpass = "".join(f"{HOST}:{PORTS['postgres']}:*:{user}:{secret(name)}\n"
+                     for user, name in (("postgres", "postgres_password"), (DB_USER, "app_db_password")))
+    path = sdir / "pgpass"
+    if not path.exists() or path.read_text() != pgpass:
+        write_file(path, pgpass, mode=0o600)
 
 
 # --- Docker, registry, images ------------------------------------------------------------------------------------
@@ -495,7 +504,8 @@ def pg_env(user="postgres", database="postgres"):
 
 
 def psql(sql, user="postgres", database="postgres"):
-    proc = run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], env=pg_env(user, database))
+    # The statement goes in on stdin, never argv: ALTER ROLE ... PASSWORD must not show in the process list.
+    proc = run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], env=pg_env(user, database), stdin_text=sql)
     return proc.stdout.strip()
 
 
@@ -556,7 +566,8 @@ def reset_database(with_schema):
 def ensure_app_role():
     exists = psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'")
     verb = "ALTER" if exists == "1" else "CREATE"
-    # The password travels inside the SQL text over the local connection; the server does not log statements.
+    # The password travels inside the SQL text, on psql's stdin (not in its argv, which every process can read)
+    # and over the local connection; the server does not log statements.
     pw = secret("app_db_password").replace("'", "''")
     psql(f"{verb} ROLE {DB_USER} LOGIN PASSWORD '{pw}'")
 
@@ -966,6 +977,7 @@ def status_data():
         "registry": {"running": procs["registry"].running(), "url": f"http://{REGISTRY}"},
         "postgres": {"running": pg_running(), "host": HOST, "port": PORTS["postgres"], "database": STACK.database,
                      "user": DB_USER, "password_file": str(HOME / "secrets" / "app_db_password"),
+                     "pgpass_file": str(HOME / "secrets" / "pgpass"),
                      "admin_password_file": str(HOME / "secrets" / "postgres_password"),
                      "socket_dir": str(PgPaths.socket)},
         "s3": {"running": procs["s3"].running(), "endpoint_url": f"http://{HOST}:{PORTS['s3']}",

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -65,13 +66,17 @@ def env(**extra):
             "ANSIBLE_FORCE_COLOR": "0", "LANG": "C.UTF-8", "USER": "root", **extra}
 
 
+def inventory_args(inventory=None):
+    """The -i options for a playbook run against the stack under test ([] means ansible.cfg's inventories/local)."""
+    if not inventory and not OVERLAY:
+        return []
+    sources = [f"inventories/{inventory or 'local'}", *map(str, OVERLAY)]
+    return [arg for source in sources for arg in ("-i", source)]
+
+
 def argv_of(playbook, extra, inventory, run_id):
-    argv = [str(VENV / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"release_run_id={run_id}",
-            "-e", f"release_operator={OPERATOR}", *extra]
-    if inventory or OVERLAY:
-        sources = [f"inventories/{inventory or 'local'}", *map(str, OVERLAY)]
-        argv[2:2] = [arg for source in sources for arg in ("-i", source)]
-    return argv
+    return [str(VENV / "ansible-playbook"), *inventory_args(inventory), f"playbooks/{playbook}",
+            "-e", f"release_run_id={run_id}", "-e", f"release_operator={OPERATOR}", *extra]
 
 
 def run(playbook, *extra, inventory=None, run_id=None, timeout=900):
@@ -178,6 +183,43 @@ def check_secrets_absent(texts, secret_of):
         secret = secret_of(name)
         for text in texts:
             assert secret not in text, f"the {name} secret appears in output or files"
+
+
+class ProcessArgs:
+    """Every process's command line on the host while a run lasts (sampled every 50 ms, bounded by the run):
+    `with ProcessArgs() as seen: run(...)`, then `check_secrets_absent(seen.args, secret_of)`. Any process counts,
+    not only the run's own: a secret in argv is readable by every user of the host."""
+
+    def __init__(self, interval=0.05):
+        self.interval, self._seen = interval, set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        self._seen.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                            "utf-8", "replace"))
+                    except OSError:
+                        pass
+            time.sleep(self.interval)
+
+    @property
+    def args(self):
+        """The distinct command lines seen."""
+        return sorted(self._seen)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        assert self._seen, "the process watcher saw nothing"
+        return False
 
 
 class Load:

@@ -24,8 +24,9 @@ import pytest
 import requests
 
 from runbook_e2e import (BASE, CHAT, DB, ENV_FILE, FLAG, HOME, LOCK, PROJECT, RECORDS, REPO, STACK, STATUSPAGE,
-                         STATUSPAGE_STATE, VENV, chat_texts, check_secrets_absent, env, flat, fresh_sandbox, items,
-                         last_seq, psql, record_file_of, record_of, requests_of, run, served_version)
+                         STATUSPAGE_STATE, VENV, ProcessArgs, chat_texts, check_secrets_absent, env, flat,
+                         fresh_sandbox, inventory_args, items, last_seq, psql, record_file_of, record_of, requests_of,
+                         run, served_version)
 
 pytestmark = pytest.mark.usefixtures("fresh_sandbox")
 assert fresh_sandbox  # a fixture, used by name
@@ -49,15 +50,17 @@ def s3():
 
 
 def dr(*extra):
-    proc, run_id, wall = run("disaster_recovery.yml", *extra, timeout=600)
+    with ProcessArgs() as seen:  # every command line on the host meanwhile: checked for secrets at the end
+        proc, run_id, wall = run("disaster_recovery.yml", *extra, timeout=600)
     OUTPUTS.append(proc.stdout + proc.stderr)
+    OUTPUTS.append("\n".join(seen.args))
     return proc, run_id, wall
 
 
 def stack_containers():
     """Every container of the demo stack, running or not."""
-    proc = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter",
+                           f"label=com.docker.compose.project={PROJECT}"], capture_output=True, text=True, check=True)
     return proc.stdout.split()
 
 
@@ -122,7 +125,8 @@ def test_setup_a_verified_backup_then_a_disaster(tmp_path):
     playbook = tmp_path / "backup.yml"
     playbook.write_text("- name: Take a backup\n  hosts: app_servers\n  gather_facts: false\n  roles:\n"
                         "    - role: runbook.release.db_backup\n")
-    proc = subprocess.run([str(VENV / "ansible-playbook"), str(playbook), "-e", f"db_backup_s3_prefix={PREFIX}"],
+    proc = subprocess.run([str(VENV / "ansible-playbook"), *inventory_args(), str(playbook),
+                           "-e", f"db_backup_s3_prefix={PREFIX}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False, env=env())
     OUTPUTS.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -21,8 +21,8 @@ import subprocess
 import pytest
 import requests
 
-from runbook_e2e import (BASE, CHAT, FLAG, PROJECT, RECORDS, STATUSPAGE, chat_bodies, check_secrets_absent, flat,
-                         last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
+from runbook_e2e import (BASE, CHAT, FLAG, PROJECT, RECORDS, STATUSPAGE, ProcessArgs, chat_bodies, check_secrets_absent,
+                         flat, last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
 from sandbox_cli import sandbox
 
 GOOD, BAD = "v1.2.2", "v1.2.4-unhealthy"
@@ -48,8 +48,10 @@ def outputs():
 # --- helpers (besides runbook_e2e's) -----------------------------------------------------------------------------
 
 def first_deploy(outputs, *extra):
-    proc, run_id, _seconds = run("first_deploy.yml", *extra)
+    with ProcessArgs() as seen:  # every command line on the host meanwhile: checked for secrets at the end
+        proc, run_id, _seconds = run("first_deploy.yml", *extra)
     outputs["texts"].append(proc.stdout + proc.stderr)
+    outputs["texts"].append("\n".join(seen.args))
     outputs["run_ids"].append(run_id)
     return proc, run_id
 

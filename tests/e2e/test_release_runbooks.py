@@ -14,13 +14,11 @@ Order matters and is the file's order: the good release first (v1.2.3, which lat
 import json
 import os
 import signal
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from runbook_e2e import (CHAT, ENV_FILE, HOME, LOCK, OPERATOR, RECORDS, STATUSPAGE, Load, chat_texts,
+from runbook_e2e import (CHAT, ENV_FILE, HOME, LOCK, OPERATOR, RECORDS, STATUSPAGE, Load, ProcessArgs, chat_texts,
                          check_secrets_absent, flat, fresh_sandbox, items, last_seq, probe, psql, recap, record_of,
                          requests_of, run, served_version, start)
 
@@ -296,28 +294,8 @@ def test_a_release_through_ssh_as_an_unprivileged_user_with_become(outputs):
 # --- secrets ------------------------------------------------------------------------------------------------------
 
 def test_secrets_are_absent_from_output_records_reports_and_process_arguments(outputs, secret_of):
-    seen_args = []
-    stop = threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    try:
-                        seen_args.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                            "utf-8", "replace"))
-                    except OSError:
-                        pass
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with ProcessArgs() as seen:
         proc, _run_id, _wall = run("release.yml", "-e", "version=v1.2.4-errors", "-e", "release_monitor_window_s=6")
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
     outputs.append(proc.stdout + proc.stderr)
-    assert seen_args, "the process watcher saw nothing"
     files = [p.read_text(errors="replace") for p in RECORDS.iterdir() if p.is_file()]
-    check_secrets_absent(outputs + files + seen_args, secret_of)
+    check_secrets_absent(outputs + files + seen.args, secret_of)

@@ -24,8 +24,9 @@ import pytest
 import requests
 
 from runbook_e2e import (BASE, CHAT, ENV_FILE, FLAG, HOME, LOCK, RECORDS, STANDIN, STATUSPAGE, STATUSPAGE_STATE, Load,
-                         admin_vars_file, chat_bodies, check_secrets_absent, flat, fresh_sandbox, item_columns, items,
-                         last_seq, psql, recap, record_file_of, record_of, requests_of, run, served_version)
+                         ProcessArgs, admin_vars_file, chat_bodies, check_secrets_absent, flat, fresh_sandbox,
+                         item_columns, items, last_seq, psql, recap, record_file_of, record_of, requests_of, run,
+                         served_version)
 
 # fresh_sandbox (v1.2.2, schema V003 before and after the module) is a fixture: named, so the import is used.
 pytestmark = pytest.mark.usefixtures(fresh_sandbox.__name__)
@@ -247,10 +248,12 @@ def test_rollback_with_a_restore_of_the_pre_release_backup(outputs, bundles, adm
     psql(f"INSERT INTO items (title, owner) VALUES ('{MARKER}-restore', 'demo')")
     chat_from = last_seq(CHAT)
     watch = Watch()
-    proc, run_id, wall = run("rollback.yml", "-e", "rollback_database=restore", "-e", "severity=P0",
-                             "-e", f"@{admin_vars}")
+    with ProcessArgs() as seen:  # the restore's admin password and the diagnostics' app password: never in argv
+        proc, run_id, wall = run("rollback.yml", "-e", "rollback_database=restore", "-e", "severity=P0",
+                                 "-e", f"@{admin_vars}")
     counts = watch.finish()
     outputs.append(proc.stdout + proc.stderr)
+    outputs.append("\n".join(seen.args))
     assert proc.returncode == 0, proc.stdout[-6000:]
     text = flat(proc)
     assert "DATA-LOSS WINDOW" in text, proc.stdout[-4000:]

@@ -290,3 +290,33 @@ def test_up_restarts_a_stand_in_started_from_other_code_and_keeps_its_records(sa
     recorded = requests.get(base + "/_sandbox/requests", timeout=5).json()
     assert marker in [r["body"].get("text") for r in recorded if isinstance(r["body"], dict)]
     assert "restarting" not in sandbox("up").stdout  # the stamp matches now
+
+
+def test_up_puts_no_secret_in_any_process_argument(sandbox_status, secret_of):
+    """`up` sets the app role's password on every run (ALTER ROLE): the statement goes to psql on stdin, since any
+    process on the host can read another's arguments (the e2e secret test watches them while the lanes run)."""
+    import threading
+
+    secrets = [secret_of(name) for name in ("app_db_password", "postgres_password", "statuspage_api_key")]
+    seen, stop = set(), threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for pid in Path("/proc").iterdir():
+                if pid.name.isdigit():
+                    try:
+                        seen.add((pid / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace"))
+                    except OSError:
+                        pass
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        sandbox("up")
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert any("psql" in args for args in seen), "the watcher saw up's psql calls"
+    leaking = [args for args in seen for secret in secrets if secret in args]
+    assert leaking == [], "a secret is in the arguments of %d process(es)" % len(leaking)

@@ -49,3 +49,45 @@ def test_unknown_command_is_a_usage_error():
                           timeout=60, check=False)
     assert proc.returncode == 2
     assert "invalid choice: 'explode'" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_an_unknown_stack_is_refused_by_name_before_anything_changes(tmp_path, how):
+    home = tmp_path / "home"
+    argv = [str(REPO / "scripts" / "sandbox"), *(["--stack", "c"] if how == "option" else []), "up"]
+    env = {"PATH": "/usr/bin:/bin", "RUNBOOK_SANDBOX_HOME": str(home)}
+    if how == "environment":
+        env["RUNBOOK_SANDBOX_STACK"] = "c"
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 2
+    assert "unknown stack 'c' (from --stack or RUNBOOK_SANDBOX_STACK); use one of: a, b" in proc.stderr
+    assert not home.exists()
+
+
+def test_the_two_stacks_share_no_port_directory_project_database_or_stand_in(sandbox_mod):
+    stacks = list(sandbox_mod.STACKS.values())
+    assert [s.name for s in stacks] == ["a", "b"]
+    ports = [port for s in stacks for port in s.ports.values()] + list(sandbox_mod.PORTS.values())
+    assert len(ports) == len(set(ports)), ports
+    for attribute in ("directory", "project", "database", "saas"):
+        values = [getattr(s, attribute) for s in stacks]
+        assert len(set(values)) == len(values), (attribute, values)
+    # Stack a keeps the names the README, the demo and inventories/local use.
+    a = sandbox_mod.STACKS["a"]
+    assert (a.directory, a.project, a.database, a.ports["proxy_http"], a.saas) == ("stack", "rbdemo", "appdb", 8080,
+                                                                                   "saas")
+
+
+def test_the_stack_b_overlay_names_what_the_sandbox_gives_stack_b(sandbox_mod):
+    """tests/e2e/inventory-stack-b must point at the same ports, directory and database as sandbox.py's stack b."""
+    import yaml
+
+    b = sandbox_mod.STACKS["b"]
+    overlay = yaml.safe_load((REPO / "tests" / "e2e" / "inventory-stack-b" / "group_vars" / "all" / "stack.yml")
+                             .read_text())
+    assert overlay["release_project_src"].endswith("/" + b.directory)
+    assert overlay["release_base_url"] == overlay["release_scale_probe_base_url"] == \
+        f"http://127.0.0.1:{b.ports['proxy_http']}"
+    assert overlay["release_db_name"] == b.database
+    assert overlay["release_statuspage_api_url"] == f"http://127.0.0.1:{b.ports['statuspage']}/v1"
+    assert overlay["release_chat_webhook_url"] == f"http://127.0.0.1:{b.ports['webhook']}/hooks/releases"
