@@ -298,6 +298,11 @@ class ComposeRollout(object):
         self.lock = None
         self.lock_created = False
         self.tmpdir = None
+        # The project's containers as last listed (`docker ps` + `docker inspect`), while nothing has changed them
+        # since: the plan's listing serves the first wave, the last wave's serves the history record. Every change
+        # to the containers sets it back to None.
+        self.listing = None
+        self.image_infos = {}  # image references inspected for the plan (after the pull): reused by the record
         self.result = {"changed": False, "rolled_back": False, "plan": [], "services": [],
                        "history_file": default_history_path(self.src), "lock_file": default_lock_path(self.src)}
 
@@ -450,11 +455,11 @@ class ComposeRollout(object):
             except compose_utils.CLIError as exc:
                 self.fail("pulling the images of %s failed, so no container was touched: %s"
                           % (self.target_version, (exc.stderr or exc.stdout or "").strip()[-600:]), **exc.as_result())
-        containers = self.docker.containers(self.project)
+        containers = self.listing = self.docker.containers(self.project)
         known = self.history.container_fingerprints()
         strategy = self.p["strategy"]
         plan = []
-        images = self.docker.images([services_cfg[name].get("image") for name in self.service_names])
+        images = self.image_infos = self.docker.images([services_cfg[name].get("image") for name in self.service_names])
         for name in self.service_names:
             cfg = services_cfg[name]
             requested = strategy.get(name, "auto") if isinstance(strategy, dict) else strategy
@@ -553,8 +558,12 @@ class ComposeRollout(object):
         adding = [e for e in entries if e["action"] in ("rolling", "scale_up", "start")]
         recreating = [e for e in entries if e["action"] == "recreate"]
         # Stopped old containers serve nothing, and `up` would start them again: remove them first.
-        self.docker.remove([cid for e in adding for cid in e["stopped"]])
+        stopped = [cid for e in adding for cid in e["stopped"]]
+        if stopped:
+            self.listing = None
+        self.docker.remove(stopped)
         before = self.containers_by_service()
+        self.listing = None  # the wave changes the containers from here on
         targets = {}
         for entry in adding:
             existing = before.get(entry["service"], [])
@@ -577,6 +586,7 @@ class ComposeRollout(object):
             if entry["action"] == "scale_down":
                 retire += entry["keep"][:len(entry["keep"]) - entry["replicas"]]  # the oldest go first
         self.retire(retire)
+        self.listing = self.docker.containers(self.project)
         running = self.containers_by_service(running=True)
         duration = round(time.monotonic() - began, 2)
         return [{"name": e["service"], "strategy": e["strategy"], "action": e["action"], "old_image": e["old_image"],
@@ -584,8 +594,11 @@ class ComposeRollout(object):
                  "healthy": True} for e in entries]
 
     def containers_by_service(self, running=False):
+        """Container ids by service (only running ones if asked), from the current listing when nothing changed the
+        containers since it was taken, else from a new one."""
+        listing = self.listing if self.listing is not None else self.docker.containers(self.project)
         grouped = {}
-        for service, infos in self.docker.containers(self.project).items():
+        for service, infos in listing.items():
             grouped[service] = [i["Id"] for i in infos
                                 if not running or (i.get("State") or {}).get("Status") == rollout.RUNNING]
         return grouped
@@ -606,6 +619,7 @@ class ComposeRollout(object):
         self.docker.retire(ids, self.p["stop_timeout"], self.p["pre_stop_command"], self.p["drain_seconds"])
 
     def handle_failure(self, exc, done, files_before, started_at):
+        self.listing = None  # the failed wave and the undo change the containers
         evidence = exc.evidence
         self.result["failed_service"] = exc.service
         self.result["evidence"] = evidence
@@ -661,8 +675,12 @@ class ComposeRollout(object):
 
     def record(self, started_at, files_before, outcome, reason=None):
         images = {}
-        containers = self.docker.containers(self.project)
-        inspected = self.docker.images([entry["new_image"] for entry in self.plan])
+        containers = self.listing if self.listing is not None else self.docker.containers(self.project)
+        wanted = [entry["new_image"] for entry in self.plan if entry["new_image"]]
+        inspected = dict(self.image_infos)
+        missing = [ref for ref in wanted if ref not in inspected]
+        if missing:
+            inspected.update(self.docker.images(missing))
         for entry in self.plan:
             image = inspected.get(entry["new_image"]) if entry["new_image"] else None
             running = [i["Id"] for i in containers.get(entry["service"], [])
