@@ -39,15 +39,15 @@ demo: sandbox
 	ansible-playbook playbooks/release.yml -e version=$(DEMO_VERSION)
 	@curl -fsS http://127.0.0.1:8080/api/version && echo
 
-# Order: lint, sanity and the unit tests at the same time (scripts/concurrently: they share nothing and need no
-# sandbox; measured 171 s together against 220 s for lint+sanity and then unit), then the sandbox-backed
-# tests in two lanes at the same time, each on its own copy of the demo stack (scripts/sandbox --stack a|b: own
-# compose project, ports, database and stand-ins; registry, PostgreSQL and S3 shared), and the lifecycle test
-# (down/up) last. Much of a runbook's time is waiting (health checks, monitor windows, soak), so two lanes end far
+# Order: lint and sanity at the same time (scripts/concurrently: they share nothing and need no sandbox), then the
+# unit tests on their own (a few of them time threads, and failed with lint and sanity beside them), then the
+# sandbox-backed tests in two lanes at the same time, each on its own copy of the demo stack (scripts/sandbox
+# --stack a|b: own compose project, ports, database and stand-ins; registry, PostgreSQL and S3 shared), and the
+# lifecycle test (down/up) last. Much of a runbook's time is waiting (health checks, monitor windows, soak), so two lanes end far
 # sooner than one. Each stage is timed (scripts/timed prints "timing: <stage> took N s"); a failure fails the run.
 #   lane a (stack a): integration targets and molecule scenarios (they use stack a's fixed addresses), E2E_A
 #   lane b (stack b): E2E_B, with RUNBOOK_SANDBOX_STACK=b (tests/runbook_e2e.py adds tests/e2e/inventory-stack-b)
-CONCURRENT_STAGES := lint sanity unit
+CONCURRENT_STAGES := lint sanity
 E2E_A := tests/e2e/test_ansible_runner.py tests/e2e/test_collection_resolution.py \
 	tests/e2e/test_execution_environment.py tests/e2e/test_galaxy_package.py
 E2E_B := tests/e2e/test_release_runbooks.py tests/e2e/test_rollback.py tests/e2e/test_migrate.py \
@@ -56,7 +56,8 @@ E2E_ALL := $(sort $(wildcard tests/e2e/test_*.py))
 test: deps
 	@[ "$(sort $(E2E_A) $(E2E_B))" = "$(E2E_ALL)" ] && [ $(words $(E2E_A) $(E2E_B)) = $(words $(E2E_ALL)) ] || \
 	  { echo "make test: every tests/e2e/test_*.py must be in exactly one of E2E_A and E2E_B (Makefile)" >&2; exit 1; }
-	@scripts/timed "lint+sanity+unit" scripts/concurrently $(CONCURRENT_STAGES)
+	@scripts/timed "lint+sanity" scripts/concurrently $(CONCURRENT_STAGES)
+	@scripts/timed unit $(MAKE) --no-print-directory unit
 	@scripts/timed "lanes" scripts/concurrently lane-a lane-b
 	@scripts/timed lifecycle $(MAKE) --no-print-directory lifecycle
 	@echo "make test: all checks passed"
