@@ -7,8 +7,9 @@
 """The Docker Compose v2 CLI and the Docker CLI, driven with argv lists through ``module.run_command``.
 
 What compose already resolves (interpolation, profiles, defaults) is read from ``docker compose config
---format json``; containers are read with ``docker inspect`` (JSON). Nothing here parses
-human-readable output.
+--format json``; containers and images are read as the JSON of ``docker inspect``, ``docker ps`` and ``docker image
+inspect``, asked of the local engine's API directly when the CLI would ask that engine too (``_docker_api``, no
+process per question), else through the CLI. Nothing here parses human-readable output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import time
 
 from ansible_collections.runbook.release.plugins.module_utils._cli import CLIError  # noqa: F401 (re-exported)
+from ansible_collections.runbook.release.plugins.module_utils._docker_api import EngineAPI, EngineError
 
 MIN_COMPOSE_VERSION = (2, 20, 0)
 PROJECT_LABEL = "com.docker.compose.project"
@@ -33,7 +35,8 @@ def parse_version(text):
 class Docker(object):
     """The docker CLI and its compose plugin for one compose project."""
 
-    def __init__(self, module, project_src, files=None, project_name=None, profiles=None, docker_cli=None):
+    def __init__(self, module, project_src, files=None, project_name=None, profiles=None, docker_cli=None,
+                 engine_api=None):
         self.module = module
         self.project_src = project_src
         self.files = files or []
@@ -41,6 +44,27 @@ class Docker(object):
         self.profiles = profiles or []
         self.docker = docker_cli or module.get_bin_path("docker", required=True)
         self.commands = []
+        # Reads go to the local engine's API unless told otherwise (engine_api=False) or a docker CLI of the
+        # caller's own is given (it may be a wrapper that talks to another engine).
+        if engine_api is None:
+            engine_api = not docker_cli
+        self.api = EngineAPI.local() if engine_api else None
+        self.api_fallback = None  # why the API was given up for the CLI, if it was
+
+    def _api(self, what, *args):
+        """Ask the engine's API (recorded in ``commands`` like a CLI call); None when it cannot be asked, after
+        which every read uses the CLI."""
+        if self.api is None:
+            return None
+        shown = [" ".join(a) if isinstance(a, list) else str(a) for a in args]
+        self.commands.append("Docker Engine API (%s): %s %s" % (self.api.path, what, " ".join(shown)))
+        try:
+            return getattr(self.api, what)(*args)
+        except EngineError as exc:
+            self.api.close()
+            self.api = None
+            self.api_fallback = str(exc)
+            return None
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -80,9 +104,11 @@ class Docker(object):
 
     def containers(self, project_name):
         """Every container of the project (running or not), inspected, grouped by service."""
-        _rc, out, _err = self.run([self.docker, "ps", "-aq", "--no-trunc", "--filter",
-                                   "label=%s=%s" % (PROJECT_LABEL, project_name)])
-        ids = out.split()
+        label = "%s=%s" % (PROJECT_LABEL, project_name)
+        ids = self._api("container_ids", label)
+        if ids is None:
+            _rc, out, _err = self.run([self.docker, "ps", "-aq", "--no-trunc", "--filter", "label=%s" % label])
+            ids = out.split()
         grouped = {}
         for info in self.inspect(ids):
             service = info["Config"]["Labels"].get(SERVICE_LABEL)
@@ -92,8 +118,12 @@ class Docker(object):
         return grouped
 
     def inspect(self, ids):
+        """The inspection of each container that exists (one that is gone is left out)."""
         if not ids:
             return []
+        infos = self._api("inspect_containers", list(ids))
+        if infos is not None:
+            return infos
         rc, out, _err = self.run([self.docker, "inspect", "--type", "container"] + list(ids), check=False)
         if rc != 0 and not out.strip():
             return []
@@ -101,6 +131,12 @@ class Docker(object):
 
     def image(self, ref):
         """Local image id, repo digests and labels of an image reference, or None when absent."""
+        if not ref:
+            return None
+        if self.api is not None:
+            info = self._api("inspect_image", ref)
+            if self.api is not None:
+                return self._image_info(info) if info is not None else None
         rc, out, _err = self.run([self.docker, "image", "inspect", ref], check=False)
         if rc != 0:
             return None
@@ -117,6 +153,8 @@ class Docker(object):
         A reference the batch cannot map back (absent, or named differently by Docker, such as an image from
         Docker Hub without its registry) is asked again on its own, so the answer is the same as ``image()``'s."""
         wanted = sorted(set(r for r in refs if r))
+        if self.api is not None:  # no process per question: ask for each
+            return {ref: self.image(ref) for ref in wanted}
         found = {}
         if wanted:
             _rc, out, _err = self.run([self.docker, "image", "inspect"] + wanted, check=False)

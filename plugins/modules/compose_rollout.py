@@ -161,6 +161,11 @@ notes:
     containers by id instead, so the newest always stay.
   - Start-first needs the service to be reachable by name through something that re-resolves it (a reverse proxy
     using Docker's DNS with a short TTL), as in the sandbox's nginx.
+  - Changes go through the C(docker compose) and C(docker) CLIs. Reads (container listings, inspections, image
+    inspections, the health gate's polls) ask the local Docker Engine API on its unix socket directly when the CLI
+    would ask that same engine (no C(DOCKER_HOST) other than C(unix://), no C(DOCKER_CONTEXT) or current context
+    other than C(default)), which starts no process per question; otherwise, or if the socket fails, they use the
+    CLI. The result's C(commands) lists both kinds.
 seealso:
   - module: community.docker.docker_compose_v2
     description: General compose management (stops old containers before starting new ones).
@@ -297,6 +302,7 @@ class ComposeRollout(object):
         self.run_id = self.p["run_id"] or uuid.uuid4().hex
         self.lock = None
         self.lock_created = False
+        self.last_heartbeat = float("-inf")
         self.tmpdir = None
         # The project's containers as last listed (`docker ps` + `docker inspect`), while nothing has changed them
         # since: the plan's listing serves the first wave, the last wave's serves the history record. Every change
@@ -529,8 +535,11 @@ class ComposeRollout(object):
         return []
 
     def heartbeat(self):
-        if self.lock is not None:
+        """Refresh the deploy lock's heartbeat, at most once a second (the health gate calls this at every poll)."""
+        now = time.monotonic()
+        if self.lock is not None and now - self.last_heartbeat >= 1.0:
             self.lock.heartbeat()
+            self.last_heartbeat = now
 
     def execute(self):
         started_at = utc_now()

@@ -106,6 +106,9 @@ notes:
     count of the compose file; M(runbook.release.compose_rollout) keeps the running count.
   - When a request both scales a service down and another up, the scale-down happens first and is not undone if the
     scale-up is reverted.
+  - Reads (container listings and inspections, the health gate's polls) ask the local Docker Engine API on its unix
+    socket directly when the C(docker) CLI would ask that same engine, else the CLI; changes always go through
+    C(docker compose) and C(docker).
 seealso:
   - module: runbook.release.compose_rollout
     description: Releases a version (start-first), keeping the running replica counts.

@@ -103,9 +103,16 @@ PLAYBOOK = textwrap.dedent("""\
             ttl: -5
           register: r_bad
           ignore_errors: true
+        # Its lock is one nobody releases: ansible-core's async_wrapper sets the job's process group only after
+        # forking it, so on a busy machine the module can escape the kill and wait on; it must find nothing to take.
+        - name: Another project's lock is held for good
+          runbook.release.deploy_lock:
+            project_src: "{{ project }}-held"
+            run_id: run-9
+            version: v1.2.9
         - name: A run that waits for the lock longer than its async limit is timed out
           runbook.release.deploy_lock:
-            project_src: "{{ project }}"
+            project_src: "{{ project }}-held"
             run_id: run-2
             version: v1.2.4
             timeout: 30
@@ -164,6 +171,7 @@ def _run_playbook(tmp_path, label, in_worker, extra=()):
     work = tmp_path / label
     (work / "project").mkdir(parents=True)
     (work / "project2").mkdir()
+    (work / "project-held").mkdir()
     (work / "play.yml").write_text(PLAYBOOK)
     out = work / "out.json"
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -220,6 +228,7 @@ def test_results_are_the_real_module_results(both_ways):
     assert result["other"]["failed"] and "run-1" in result["other"]["msg"]
     assert result["bad"]["failed"] and "ttl" in result["bad"]["msg"]
     assert [r["changed"] for r in result["release"]] == [True, False]
+    assert [r["action"] for r in result["release"]] == ["released", "none"]
 
 
 def test_async_tasks_run_in_the_background_and_report_through_async_status(both_ways):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from ansible_collections.runbook.release.plugins.module_utils._smoke_runner import Runner
 
 
@@ -14,6 +16,10 @@ def sleeper(seconds, ok=True):
         time.sleep(seconds(check) if callable(seconds) else seconds)
         return {"ok": ok, "latency_ms": 1.0, "status": 200, "reason": None, "five_xx": False}
     return probe
+
+
+# Every test here judges the runner's schedule by the clock: run alone (make test's unit-timing stage).
+pytestmark = pytest.mark.timing
 
 
 def test_fifty_checks_of_100_ms_take_about_four_rounds_with_16_threads():
