@@ -15,7 +15,7 @@ PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 DEMO_VERSION ?= v1.2.3
 
 .PHONY: help deps sandbox sandbox-reset down demo test lint sanity unit integration molecule e2e lifecycle bench constraints \
-	changelog clean lane-a lane-b e2e-a e2e-b unit-bulk unit-timing
+	changelog clean lane-a lane-b e2e-a e2e-b unit-bulk unit-timing callback-b
 
 help:
 	@echo "make demo    bring the sandbox up and release $(DEMO_VERSION) (playbooks/release.yml)"
@@ -46,8 +46,10 @@ demo: sandbox
 # registry, PostgreSQL and S3 shared), and the lifecycle test (down/up) last. Much of a runbook's time is waiting
 # (health checks, monitor windows, soak), so two lanes end far sooner than one. Each stage is timed (scripts/timed
 # prints "timing: <stage> took N s"); a failure fails the run.
-#   lane a (stack a): integration targets and molecule scenarios (they use stack a's fixed addresses), E2E_A
-#   lane b (stack b): E2E_B, with RUNBOOK_SANDBOX_STACK=b (tests/runbook_e2e.py adds tests/e2e/inventory-stack-b)
+#   lane a (stack a): the sandbox's own tests, integration targets and molecule scenarios (they use stack a's fixed
+#     addresses), E2E_A
+#   lane b (stack b): the callback's tests (they need only PostgreSQL), then E2E_B, with RUNBOOK_SANDBOX_STACK=b
+#     (tests/runbook_e2e.py adds tests/e2e/inventory-stack-b)
 CONCURRENT_STAGES := lint sanity unit-bulk
 E2E_A := tests/e2e/test_ansible_runner.py tests/e2e/test_collection_resolution.py \
 	tests/e2e/test_execution_environment.py tests/e2e/test_galaxy_package.py
@@ -64,10 +66,11 @@ test: deps
 	@echo "make test: all checks passed"
 
 lane-a:
-	@for stage in integration molecule e2e-a; do scripts/timed $$stage $(MAKE) --no-print-directory $$stage || exit 1; done
+	@for stage in integration molecule e2e-a; do \
+	  scripts/timed $$stage $(MAKE) --no-print-directory $$stage SANDBOX_TESTS=tests/sandbox || exit 1; done
 
 lane-b:
-	@scripts/timed e2e-b $(MAKE) --no-print-directory e2e-b
+	@for stage in callback-b e2e-b; do scripts/timed $$stage $(MAKE) --no-print-directory $$stage || exit 1; done
 
 lint: deps
 	yamllint --strict .
@@ -92,8 +95,11 @@ unit-bulk: deps
 unit-timing: deps
 	$(PYTEST) -m timing tests/unit
 
+# The pytest suites that need the sandbox up but no particular stack state (make test's lane a runs tests/sandbox,
+# lane b tests/callback).
+SANDBOX_TESTS ?= tests/sandbox tests/callback
 integration: sandbox-reset
-	$(PYTEST) --durations=10 tests/sandbox tests/callback
+	$(PYTEST) --durations=10 $(SANDBOX_TESTS)
 	scripts/integration
 
 molecule: sandbox-reset
@@ -105,6 +111,10 @@ e2e: sandbox-reset
 
 e2e-a: sandbox-reset
 	$(PYTEST) --durations=20 $(E2E_A)
+
+callback-b: deps
+	RUNBOOK_SANDBOX_STACK=b scripts/sandbox up
+	RUNBOOK_SANDBOX_STACK=b $(PYTEST) --durations=10 tests/callback
 
 e2e-b: deps
 	@# No --reset: the first module's fresh_sandbox resets stack b (tests/runbook_e2e.py).
