@@ -93,7 +93,7 @@ class EngineAPI(object):
             self.conn = None
 
     def get(self, path, query=None):
-        """(status, JSON body) of ``GET path?query``; 404 answers (None, ...) as (404, None)."""
+        """The JSON body of ``GET path?query``, or None when the engine answers 404 (no such object)."""
         url = path + ("?" + urlencode(query) if query else "")
         for attempt in (1, 2):  # a kept-alive connection the engine closed meanwhile is opened again, once
             if self.conn is None:
@@ -108,12 +108,12 @@ class EngineAPI(object):
                     raise EngineError("Docker Engine API at %s: GET %s failed: %s" % (self.path, path, exc))
                 continue
             if response.status == 404:
-                return 404, None
+                return None
             if response.status != 200:
                 raise EngineError("Docker Engine API at %s: GET %s answered %s: %s" % (
                     self.path, path, response.status, body[:300].decode("utf-8", "replace")))
             try:
-                return 200, json.loads(body.decode("utf-8"))
+                return json.loads(body.decode("utf-8"))
             except ValueError as exc:
                 raise EngineError("Docker Engine API at %s: GET %s answered no JSON: %s" % (self.path, path, exc))
         raise EngineError("Docker Engine API at %s: GET %s failed" % (self.path, path))  # pragma: no cover
@@ -122,13 +122,12 @@ class EngineAPI(object):
 
     def container_ids(self, label):
         """Ids of every container (running or not) carrying the label ``key=value``: ``docker ps -aq --filter``."""
-        _status, body = self.get("/containers/json", {"all": "1", "filters": json.dumps({"label": [label]})})
+        body = self.get("/containers/json", {"all": "1", "filters": json.dumps({"label": [label]})})
         return [item["Id"] for item in body or []]
 
     def inspect_container(self, container_id):
         """``docker inspect --type container`` of one container, or None when there is no such container."""
-        _status, body = self.get("/containers/%s/json" % quote(container_id, safe=""))
-        return body
+        return self.get("/containers/%s/json" % quote(container_id, safe=""))
 
     def inspect_containers(self, ids):
         """``inspect_container`` of several, leaving out those that are gone (as ``docker inspect`` prints them)."""
@@ -136,5 +135,4 @@ class EngineAPI(object):
 
     def inspect_image(self, ref):
         """``docker image inspect`` of one reference (name, name:tag, name@digest or id), or None when absent."""
-        _status, body = self.get("/images/%s/json" % quote(ref, safe=":@/"))
-        return body
+        return self.get("/images/%s/json" % quote(ref, safe=":@/"))

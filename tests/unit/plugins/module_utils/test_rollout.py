@@ -120,3 +120,25 @@ def test_waves_roll_independent_services_together_and_dependencies_later():
     assert r.waves(["api", "web", "worker", "proxy"], services) == [["api", "worker"], ["web"], ["proxy"]]
     assert r.waves(["proxy", "api"], services) == [["api"], ["proxy"]], "explicit order still respects dependencies"
     assert r.waves(["api", "web"], services, parallel=False) == [["api"], ["web"]]
+
+
+class Answers:
+    """What wait_healthy asks of Docker: inspections, here a scripted sequence of health states of one container."""
+
+    def __init__(self, healths, api):
+        self.healths = list(healths)
+        self.api = object() if api else None
+
+    def inspect(self, ids):
+        health = self.healths.pop(0) if len(self.healths) > 1 else self.healths[0]
+        return [{"Id": ids[0], "Name": "/p-api-2", "RestartCount": 0, "Config": {"Healthcheck": {"Test": ["x"]}},
+                 "State": {"Status": "running", "Health": {"Status": health}}}]
+
+
+@pytest.mark.parametrize("api, poll", [(True, 0.1), (False, 0.25)])
+def test_the_health_gate_polls_faster_when_the_engine_api_answers(monkeypatch, api, poll):
+    slept, beats = [], []
+    monkeypatch.setattr(r.time, "sleep", slept.append)
+    r.wait_healthy(Answers(["starting", "starting", "healthy"], api), ["c1"], timeout=60, readiness_delay=0,
+                   heartbeat=lambda: beats.append(1))
+    assert slept == [poll, poll] and len(beats) == 2
