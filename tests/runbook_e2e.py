@@ -223,13 +223,17 @@ class ProcessArgs:
 
 
 class Load:
-    """Bounded loopback load through the proxy (bench/loadgen.py) while a runbook runs; every failure counts."""
+    """Bounded loopback load through the proxy (bench/loadgen.py) while a runbook runs; every failure counts.
 
-    def __init__(self, tmp_path, seconds=600, workers=2, url=f"{BASE}/api/version"):
+    Paced (`rate` requests per second per worker): a request every 20 ms still catches any gap in service, and
+    unpaced workers would take both CPUs from everything else the test suite runs beside it (bench/ measures
+    saturating load)."""
+
+    def __init__(self, tmp_path, seconds=600, workers=2, rate=25, url=f"{BASE}/api/version"):
         self.stop = Path(tmp_path) / "load.stop"
         self.out = Path(tmp_path) / "load.json"
         self.proc = subprocess.Popen([str(VENV / "python"), str(REPO / "bench" / "loadgen.py"), "--url", url,
-                                      "--workers", str(workers), "--max-seconds", str(seconds),
+                                      "--workers", str(workers), "--rate", str(rate), "--max-seconds", str(seconds),
                                       "--stop-file", str(self.stop), "--out", str(self.out)],
                                      stdout=subprocess.DEVNULL)
         time.sleep(0.5)
