@@ -199,7 +199,9 @@ def test_pacer_shares_its_window_across_instances_and_hides_the_key(tmp_path):
     assert all(later - earlier >= 0.99 for earlier, later in zip(stamps, stamps[2:])), stamps
     assert stamps[1] - stamps[0] < 0.5  # a burst of two is allowed
     written = [float(line) for line in Path(one.path).read_text().split()]
-    assert len(written) == 2  # only the window's requests are kept
+    # Only the window's requests are kept (all five without pruning): the 4th too, unless a busy machine delayed the
+    # 5th until the 4th was a window old.
+    assert 1 <= len(written) <= 2 and written[-1] - written[0] < 1.0, written
     assert written[-1] == pytest.approx(time.time(), abs=2)
     assert oct(Path(one.path).stat().st_mode & 0o777) == "0o600"
 
